@@ -1,0 +1,219 @@
+// Package config is hookgate's configuration: one typed tree, loaded once
+// from YAML with HOOKGATE_* environment overrides, and validated as a whole.
+package config
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Config is the whole configuration file (SPEC.md, "Config file").
+type Config struct {
+	Server  Server   `yaml:"server"`
+	DataDir string   `yaml:"data_dir"`
+	Secrets Secrets  `yaml:"secrets"`
+	Bus     Bus      `yaml:"bus"`
+	History History  `yaml:"history"`
+	Retry   Retry    `yaml:"retry"`
+	Admin   Admin    `yaml:"admin"`
+	Log     Log      `yaml:"log"`
+	Sources []Source `yaml:"sources"`
+	Portals []Portal `yaml:"portals"`
+	Routes  []Route  `yaml:"routes"`
+}
+
+// Server is the inbound HTTP server.
+type Server struct {
+	Listen          string   `yaml:"listen"`
+	BasePath        string   `yaml:"base_path"`
+	MaxBodyBytes    int64    `yaml:"max_body_bytes"`
+	MaxHeaderBytes  int      `yaml:"max_header_bytes"`
+	ReadTimeout     Duration `yaml:"read_timeout"`
+	WriteTimeout    Duration `yaml:"write_timeout"`
+	IdleTimeout     Duration `yaml:"idle_timeout"`
+	ShutdownTimeout Duration `yaml:"shutdown_timeout"`
+	TrustedProxies  []string `yaml:"trusted_proxies"`
+}
+
+// Secrets selects and configures the secret store.
+type Secrets struct {
+	Backend string `yaml:"backend"` // file | vault
+	File    string `yaml:"file"`
+	Vault   Vault  `yaml:"vault"`
+}
+
+// Vault is the Vault KV v2 backend.
+type Vault struct {
+	Address       string   `yaml:"address"`
+	Mount         string   `yaml:"mount"`
+	Auth          string   `yaml:"auth"` // token | approle
+	Token         string   `yaml:"token"`
+	AppRole       AppRole  `yaml:"approle"`
+	CacheTTL      Duration `yaml:"cache_ttl"`
+	RotationGrace Duration `yaml:"rotation_grace"`
+	Timeout       Duration `yaml:"timeout"`
+}
+
+// AppRole holds AppRole login parameters.
+type AppRole struct {
+	Mount        string `yaml:"mount"`
+	RoleID       string `yaml:"role_id"`
+	SecretIDFile string `yaml:"secret_id_file"`
+}
+
+// Bus is the event bus.
+type Bus struct {
+	URL    string `yaml:"url"`
+	Listen string `yaml:"listen"`
+	Stream string `yaml:"stream"`
+	// Sync is the embedded JetStream's fsync policy: "interval" (the
+	// server's default, fsync every 2 minutes) or "always" (fsync before
+	// every acknowledgement). See docs/reliability.md.
+	Sync        string   `yaml:"sync"`
+	DedupWindow Duration `yaml:"dedup_window"`
+	MaxAge      Duration `yaml:"max_age"`
+	Replicas    int      `yaml:"replicas"`
+}
+
+// History is where exchanges are recorded.
+type History struct {
+	ClickHouse    ClickHouse `yaml:"clickhouse"`
+	BatchRows     int        `yaml:"batch_rows"`
+	FlushInterval Duration   `yaml:"flush_interval"`
+	Retention     Duration   `yaml:"retention"`
+	MaxBodyBytes  int        `yaml:"max_body_bytes"`
+	SpoolMaxBytes int64      `yaml:"spool_max_bytes"`
+	FileMaxBytes  int64      `yaml:"file_max_bytes"`
+}
+
+// ClickHouse is the history database.
+type ClickHouse struct {
+	Addr     []string `yaml:"addr"`
+	Database string   `yaml:"database"`
+	Username string   `yaml:"username"`
+	Password string   `yaml:"password"` // a secret reference
+}
+
+// Retry is the durable job schedule.
+type Retry struct {
+	Schedule []Duration `yaml:"schedule"`
+	Workers  int        `yaml:"workers"`
+}
+
+// Admin is the admin API.
+type Admin struct {
+	Token string `yaml:"token"` // a secret reference; "" = admin API off
+}
+
+// Log is the process log.
+type Log struct {
+	Level  string `yaml:"level"`  // debug | info | warn | error
+	Format string `yaml:"format"` // text | json
+}
+
+// Source is one inbound webhook source.
+type Source struct {
+	ID            string            `yaml:"id" json:"id"`
+	Provider      string            `yaml:"provider" json:"provider"`
+	Secret        string            `yaml:"secret" json:"secret"`
+	AuthParameter string            `yaml:"auth_parameter" json:"auth_parameter,omitempty"`
+	Event         string            `yaml:"event" json:"event,omitempty"`
+	MaxBodyBytes  int64             `yaml:"max_body_bytes" json:"max_body_bytes,omitempty"`
+	Rate          *Rate             `yaml:"rate" json:"rate,omitempty"`
+	Options       map[string]string `yaml:"options" json:"options,omitempty"`
+}
+
+// Rate is a token-bucket rate: PerSecond sustained, Burst at once.
+type Rate struct {
+	PerSecond float64 `yaml:"per_second" json:"per_second"`
+	Burst     int     `yaml:"burst" json:"burst"`
+}
+
+// Portal is one Bitrix24 portal reached through an inbound webhook.
+type Portal struct {
+	ID      string   `yaml:"id"`
+	BaseURL string   `yaml:"base_url"`
+	UserID  int      `yaml:"user_id"`
+	Secret  string   `yaml:"secret"`
+	Rate    *Rate    `yaml:"rate"`
+	Timeout Duration `yaml:"timeout"`
+	Retries int      `yaml:"retries"`
+}
+
+// Route ties an inbound event to an optional call and an optional delivery.
+type Route struct {
+	Name    string   `yaml:"name"`
+	On      On       `yaml:"on"`
+	Key     string   `yaml:"key"` // entity key template; default {{ param "data[FIELDS][ID]" }}
+	Call    *Call    `yaml:"call"`
+	Deliver *Deliver `yaml:"deliver"`
+}
+
+// On matches events by source and event name; "*" and a trailing "*" prefix
+// wildcard are allowed.
+type On struct {
+	Source string `yaml:"source"`
+	Event  string `yaml:"event"`
+}
+
+// Call is a Bitrix24 REST call whose params are Go templates over the event.
+type Call struct {
+	Portal string         `yaml:"portal"`
+	Method string         `yaml:"method"`
+	Params map[string]any `yaml:"params"`
+}
+
+// Deliver is a signed HTTP POST to the platform.
+type Deliver struct {
+	URL     string   `yaml:"url"`
+	Secret  string   `yaml:"secret"`
+	Timeout Duration `yaml:"timeout"`
+}
+
+// Duration is a time.Duration read from strings like "30s" or "72h".
+type Duration time.Duration
+
+// D returns d as a time.Duration.
+func (d Duration) D() time.Duration { return time.Duration(d) }
+
+func (d Duration) String() string { return time.Duration(d).String() }
+
+// UnmarshalText reads "1m30s" style durations; a bare number is seconds.
+func (d *Duration) UnmarshalText(b []byte) error {
+	s := strings.TrimSpace(string(b))
+	if n, err := strconv.ParseFloat(s, 64); err == nil {
+		*d = Duration(n * float64(time.Second))
+		return nil
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return fmt.Errorf("bad duration %q", s)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// MarshalText writes the duration as time.Duration does.
+func (d Duration) MarshalText() ([]byte, error) { return []byte(d.String()), nil }
+
+// SourceByID returns the source with id, or nil.
+func (c *Config) SourceByID(id string) *Source {
+	for i := range c.Sources {
+		if c.Sources[i].ID == id {
+			return &c.Sources[i]
+		}
+	}
+	return nil
+}
+
+// PortalByID returns the portal with id, or nil.
+func (c *Config) PortalByID(id string) *Portal {
+	for i := range c.Portals {
+		if c.Portals[i].ID == id {
+			return &c.Portals[i]
+		}
+	}
+	return nil
+}

@@ -1,0 +1,253 @@
+package config
+
+import (
+	"fmt"
+	"net"
+	"net/url"
+	"regexp"
+	"strings"
+)
+
+// Problem is one thing wrong with a configuration, at a key path such as
+// sources[2].provider.
+type Problem struct {
+	Path    string
+	Message string
+}
+
+func (p Problem) String() string {
+	if p.Path == "" {
+		return p.Message
+	}
+	return p.Path + ": " + p.Message
+}
+
+// Problems is every problem found, reported at once.
+type Problems []Problem
+
+func (ps Problems) Error() string {
+	lines := make([]string, len(ps))
+	for i, p := range ps {
+		lines[i] = "  " + p.String()
+	}
+	return fmt.Sprintf("config: %d problem(s):\n%s", len(ps), strings.Join(lines, "\n"))
+}
+
+// Known lists the names a configuration may refer to beyond itself.
+type Known struct {
+	Providers []string // registered provider names
+}
+
+var idPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_-]*$`)
+
+// Validate checks the whole tree and returns Problems listing everything
+// wrong, or nil.
+func (c *Config) Validate(known Known) error {
+	var ps Problems
+	add := func(path, format string, args ...any) {
+		ps = append(ps, Problem{Path: path, Message: fmt.Sprintf(format, args...)})
+	}
+	if _, _, err := net.SplitHostPort(c.Server.Listen); err != nil {
+		add("server.listen", "want host:port, got %q", c.Server.Listen)
+	}
+	if c.Server.BasePath != "" && (!strings.HasPrefix(c.Server.BasePath, "/") || strings.HasSuffix(c.Server.BasePath, "/")) {
+		add("server.base_path", "must start with / and not end with /")
+	}
+	if c.Server.MaxBodyBytes <= 0 {
+		add("server.max_body_bytes", "must be positive")
+	}
+	for _, p := range c.Server.TrustedProxies {
+		if _, _, err := net.ParseCIDR(p); err != nil && net.ParseIP(p) == nil {
+			add("server.trusted_proxies", "%q is neither an IP nor a CIDR", p)
+		}
+	}
+	if c.DataDir == "" {
+		add("data_dir", "must be set")
+	}
+	switch c.Secrets.Backend {
+	case "file":
+		if c.Secrets.File == "" {
+			add("secrets.file", "must be set for the file backend")
+		}
+	case "vault":
+		v := c.Secrets.Vault
+		if u, err := url.Parse(v.Address); err != nil || u.Host == "" {
+			add("secrets.vault.address", "want a URL, got %q", v.Address)
+		}
+		if v.Mount == "" {
+			add("secrets.vault.mount", "must be set")
+		}
+		switch v.Auth {
+		case "token":
+		case "approle":
+			if v.AppRole.RoleID == "" {
+				add("secrets.vault.approle.role_id", "must be set for approle auth")
+			}
+			if v.AppRole.SecretIDFile == "" {
+				add("secrets.vault.approle.secret_id_file", "must be set for approle auth")
+			}
+		default:
+			add("secrets.vault.auth", "unknown auth %q (want token or approle)", v.Auth)
+		}
+		if v.CacheTTL <= 0 {
+			add("secrets.vault.cache_ttl", "must be positive")
+		}
+		if v.RotationGrace < 0 {
+			add("secrets.vault.rotation_grace", "must not be negative")
+		}
+	default:
+		add("secrets.backend", "unknown backend %q (want file or vault)", c.Secrets.Backend)
+	}
+	if c.Bus.Stream == "" || !idPattern.MatchString(c.Bus.Stream) {
+		add("bus.stream", "want a stream name of letters, digits, - and _")
+	}
+	if c.Bus.URL == "" {
+		if _, _, err := net.SplitHostPort(c.Bus.Listen); err != nil {
+			add("bus.listen", "want host:port, got %q", c.Bus.Listen)
+		}
+	}
+	if c.Bus.Sync != "interval" && c.Bus.Sync != "always" {
+		add("bus.sync", "unknown sync policy %q (want interval or always)", c.Bus.Sync)
+	}
+	if c.History.BatchRows <= 0 {
+		add("history.batch_rows", "must be positive")
+	}
+	if c.History.FlushInterval <= 0 {
+		add("history.flush_interval", "must be positive")
+	}
+	if c.History.ClickHouse.Password != "" {
+		checkRef(add, "history.clickhouse.password", c.History.ClickHouse.Password)
+	}
+	if len(c.Retry.Schedule) == 0 {
+		add("retry.schedule", "must list at least one delay")
+	}
+	for i, d := range c.Retry.Schedule {
+		if d <= 0 {
+			add(fmt.Sprintf("retry.schedule[%d]", i), "must be positive")
+		}
+	}
+	if c.Retry.Workers <= 0 {
+		add("retry.workers", "must be positive")
+	}
+	if c.Admin.Token != "" {
+		checkRef(add, "admin.token", c.Admin.Token)
+	}
+	providers := map[string]bool{}
+	for _, p := range known.Providers {
+		providers[p] = true
+	}
+	sources := map[string]bool{}
+	for i, s := range c.Sources {
+		ps = append(ps, ValidateSource(fmt.Sprintf("sources[%d]", i), s, providers)...)
+		if sources[s.ID] {
+			add(fmt.Sprintf("sources[%d].id", i), "duplicate id %q", s.ID)
+		}
+		sources[s.ID] = true
+	}
+	portals := map[string]bool{}
+	for i, p := range c.Portals {
+		path := fmt.Sprintf("portals[%d]", i)
+		if !idPattern.MatchString(p.ID) {
+			add(path+".id", "want an id of letters, digits, - and _, got %q", p.ID)
+		} else if portals[p.ID] {
+			add(path+".id", "duplicate id %q", p.ID)
+		}
+		portals[p.ID] = true
+		if u, err := url.Parse(p.BaseURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			add(path+".base_url", "want an http(s) URL, got %q", p.BaseURL)
+		}
+		if p.UserID <= 0 {
+			add(path+".user_id", "must be a positive user id")
+		}
+		checkRef(add, path+".secret", p.Secret)
+		if p.Rate != nil && (p.Rate.PerSecond <= 0 || p.Rate.Burst <= 0) {
+			add(path+".rate", "per_second and burst must be positive")
+		}
+	}
+	routes := map[string]bool{}
+	for i, r := range c.Routes {
+		path := fmt.Sprintf("routes[%d]", i)
+		if !idPattern.MatchString(r.Name) {
+			add(path+".name", "want a name of letters, digits, - and _, got %q", r.Name)
+		} else if routes[r.Name] {
+			add(path+".name", "duplicate name %q", r.Name)
+		}
+		routes[r.Name] = true
+		if r.On.Source == "" {
+			add(path+".on.source", "must be set (use \"*\" for every source)")
+		} else if !strings.Contains(r.On.Source, "*") && !sources[r.On.Source] {
+			add(path+".on.source", "unknown source %q", r.On.Source)
+		}
+		if r.On.Event == "" {
+			add(path+".on.event", "must be set (use \"*\" for every event)")
+		}
+		if r.Call == nil && r.Deliver == nil {
+			add(path, "needs a call, a deliver or both")
+		}
+		if r.Call != nil {
+			if !portals[r.Call.Portal] {
+				add(path+".call.portal", "unknown portal %q", r.Call.Portal)
+			}
+			if r.Call.Method == "" {
+				add(path+".call.method", "must be set")
+			}
+		}
+		if r.Deliver != nil {
+			if u, err := url.Parse(r.Deliver.URL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+				add(path+".deliver.url", "want an http(s) URL, got %q", r.Deliver.URL)
+			}
+			checkRef(add, path+".deliver.secret", r.Deliver.Secret)
+		}
+	}
+	if len(ps) == 0 {
+		return nil
+	}
+	return ps
+}
+
+// ValidateSource checks one source entry (from the file or the admin API).
+func ValidateSource(path string, s Source, providers map[string]bool) Problems {
+	var ps Problems
+	add := func(p, format string, args ...any) {
+		ps = append(ps, Problem{Path: p, Message: fmt.Sprintf(format, args...)})
+	}
+	if !idPattern.MatchString(s.ID) {
+		add(path+".id", "want an id of letters, digits, - and _, got %q", s.ID)
+	}
+	if s.Provider == "" {
+		add(path+".provider", "must be set")
+	} else if !providers[s.Provider] {
+		add(path+".provider", "unknown provider %q", s.Provider)
+	}
+	checkRef(add, path+".secret", s.Secret)
+	if s.MaxBodyBytes < 0 {
+		add(path+".max_body_bytes", "must not be negative")
+	}
+	if s.Rate != nil && (s.Rate.PerSecond <= 0 || s.Rate.Burst <= 0) {
+		add(path+".rate", "per_second and burst must be positive")
+	}
+	return ps
+}
+
+func checkRef(add func(string, string, ...any), path, ref string) {
+	if ref == "" {
+		add(path, "missing secret reference")
+		return
+	}
+	if _, _, err := ParseSecretRef(ref); err != nil {
+		add(path, "%v", err)
+	}
+}
+
+// ParseSecretRef splits a secret reference "path" or "path#field"; the field
+// defaults to "token".
+func ParseSecretRef(ref string) (path, field string, err error) {
+	path, field, _ = strings.Cut(ref, "#")
+	if field == "" {
+		field = "token"
+	}
+	if path == "" || strings.HasPrefix(path, "/") || strings.HasSuffix(path, "/") || strings.Contains(path, "//") {
+		return "", "", fmt.Errorf("bad secret reference %q (want path or path#field)", ref)
+	}
+	return path, field, nil
+}

@@ -1,0 +1,166 @@
+// Package testenv gives tests the real servers that scripts/test.sh (the
+// README's test command) installs and starts: ClickHouse, Vault, NATS, and
+// Node packages for independent implementations.
+//
+// A test that needs a server calls the function for it. When the server's
+// variable is missing the test FAILS, never skips: under the README's test
+// command every server is there, so a missing one is a broken environment.
+// Only `go test -short` skips them, for a quick run of the unit tests.
+package testenv
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// Environment variables set by scripts/test.sh.
+const (
+	EnvVaultAddr      = "HOOKGATE_TEST_VAULT_ADDR"      // http://127.0.0.1:port of a dev server
+	EnvVaultToken     = "HOOKGATE_TEST_VAULT_TOKEN"     // its root token
+	EnvVaultBin       = "HOOKGATE_TEST_VAULT_BIN"       // the vault binary, to start private servers
+	EnvClickHouseAddr = "HOOKGATE_TEST_CLICKHOUSE_ADDR" // 127.0.0.1:port, native protocol
+	EnvClickHouseHTTP = "HOOKGATE_TEST_CLICKHOUSE_HTTP" // 127.0.0.1:port, HTTP interface
+	EnvClickHouseBin  = "HOOKGATE_TEST_CLICKHOUSE_BIN"  // clickhouse-server, to start private servers
+	EnvNodePath       = "HOOKGATE_TEST_NODE_PATH"       // node_modules with standardwebhooks, chdb
+	EnvNATSBin        = "HOOKGATE_TEST_NATS_BIN"        // nats-server, for external-bus tests
+)
+
+// Require returns the value of the environment variable name, failing the
+// test when it is unset (skipping only under -short).
+func Require(t testing.TB, name, what string) string {
+	t.Helper()
+	v := os.Getenv(name)
+	if v != "" {
+		return v
+	}
+	if testing.Short() {
+		t.Skipf("-short: %s needs %s", t.Name(), what)
+	}
+	t.Fatalf("%s is not set: this test needs %s; run it through the README's test command (scripts/test.sh)", name, what)
+	return ""
+}
+
+// FreePort returns a loopback TCP port that was free a moment ago.
+func FreePort(t testing.TB) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("free port: %v", err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// WaitTCP waits until addr accepts TCP connections or timeout passes.
+func WaitTCP(addr string, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
+		if err == nil {
+			c.Close()
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s not accepting connections after %v: %w", addr, timeout, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// Process is a server process started by a test. Stop and Start may be
+// called repeatedly (outage tests); the test's cleanup stops it.
+type Process struct {
+	t       testing.TB
+	name    string
+	args    []string
+	dir     string
+	cmd     *exec.Cmd
+	logPath string
+}
+
+// StartProcess starts name with args, its output in a log file under the
+// test's temp dir, and registers its stop with t.Cleanup.
+func StartProcess(t testing.TB, name string, args ...string) *Process {
+	t.Helper()
+	p := &Process{t: t, name: name, args: args, dir: t.TempDir()}
+	p.logPath = filepath.Join(p.dir, filepath.Base(name)+".log")
+	p.Start()
+	t.Cleanup(p.Stop)
+	return p
+}
+
+// Start (re)starts the process.
+func (p *Process) Start() {
+	p.t.Helper()
+	if p.cmd != nil {
+		return
+	}
+	logf, err := os.OpenFile(p.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		p.t.Fatalf("log for %s: %v", p.name, err)
+	}
+	cmd := exec.Command(p.name, p.args...)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.Dir = p.dir
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		logf.Close()
+		p.t.Fatalf("start %s: %v", p.name, err)
+	}
+	p.cmd = cmd
+	go func() { cmd.Wait(); logf.Close() }()
+}
+
+// Stop stops the process (SIGTERM, then SIGKILL after 10 s) and waits.
+func (p *Process) Stop() { p.signal(syscall.SIGTERM, 10*time.Second) }
+
+// Kill kills the process with SIGKILL and waits.
+func (p *Process) Kill() { p.signal(syscall.SIGKILL, 0) }
+
+func (p *Process) signal(sig syscall.Signal, grace time.Duration) {
+	if p.cmd == nil {
+		return
+	}
+	cmd := p.cmd
+	p.cmd = nil
+	_ = syscall.Kill(-cmd.Process.Pid, sig)
+	done := make(chan struct{})
+	go func() {
+		for {
+			if err := syscall.Kill(cmd.Process.Pid, 0); err != nil {
+				close(done)
+				return
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}()
+	if grace > 0 {
+		select {
+		case <-done:
+			return
+		case <-time.After(grace):
+			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		}
+	}
+	<-done
+}
+
+// Log returns what the process wrote so far, for failure messages.
+func (p *Process) Log() string {
+	b, _ := os.ReadFile(p.logPath)
+	s := string(b)
+	if len(s) > 4000 {
+		s = "..." + s[len(s)-4000:]
+	}
+	return strings.TrimSpace(s)
+}
+
+// Dir is the process's working directory (a test temp dir).
+func (p *Process) Dir() string { return p.dir }

@@ -1,0 +1,3 @@
+module hookgate.local/tools/vault
+
+go 1.26
