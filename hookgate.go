@@ -97,3 +97,30 @@ func formatUUID(b [16]byte) string {
 	hex.Encode(s[24:], b[10:])
 	return string(s[:])
 }
+
+// Truncate cuts s to at most max bytes (on a UTF-8 boundary) and marks the
+// cut with the number of bytes left out. max <= 0 means no limit.
+func Truncate(s string, max int) string {
+	if max <= 0 || len(s) <= max {
+		return s
+	}
+	cut := max
+	for cut > 0 && cut < len(s) && s[cut]&0xC0 == 0x80 {
+		cut--
+	}
+	return s[:cut] + "…[truncated " + itoa(len(s)-cut) + " bytes]"
+}
+
+func itoa(n int) string {
+	if n == 0 {
+		return "0"
+	}
+	var b [20]byte
+	i := len(b)
+	for n > 0 {
+		i--
+		b[i] = byte('0' + n%10)
+		n /= 10
+	}
+	return string(b[i:])
+}

@@ -1,0 +1,265 @@
+// Package events is hookgate's durable bus: NATS JetStream, embedded under
+// data_dir by default or an external server (cluster) by URL.
+package events
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/hookgate/hookgate"
+	"github.com/hookgate/hookgate/config"
+)
+
+// InboundSubjects is the subject filter of inbound events.
+const InboundSubjects = "hookgate.in.>"
+
+// ErrUnavailable means the bus could not store a message.
+var ErrUnavailable = errors.New("events: bus unavailable")
+
+// Bus is a connection to JetStream, with the embedded server it runs, if any.
+type Bus struct {
+	srv    *server.Server
+	nc     *nats.Conn
+	js     jetstream.JetStream
+	stream string
+	log    *slog.Logger
+}
+
+// Option configures Open.
+type Option func(*options)
+
+type options struct {
+	log        *slog.Logger
+	name       string
+	noListen   bool
+	publishTTL time.Duration
+}
+
+// WithLogger sets the logger for the bus and the embedded server.
+func WithLogger(l *slog.Logger) Option { return func(o *options) { o.log = l } }
+
+// WithName sets the NATS connection name.
+func WithName(name string) Option { return func(o *options) { o.name = name } }
+
+// WithoutListener runs an embedded server with no client port, for CLI
+// commands that work on a data_dir while no gateway is running.
+func WithoutListener() Option { return func(o *options) { o.noListen = true } }
+
+// Open starts the embedded JetStream server under dataDir/jetstream (when
+// cfg.URL is empty) or connects to cfg.URL, and makes sure the stream
+// cfg.Stream exists.
+func Open(ctx context.Context, cfg config.Bus, dataDir string, opts ...Option) (*Bus, error) {
+	o := options{log: slog.Default(), name: "hookgate"}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	b := &Bus{stream: cfg.Stream, log: o.log}
+	var copts []nats.Option
+	copts = append(copts, nats.Name(o.name), nats.MaxReconnects(-1), nats.ReconnectWait(250*time.Millisecond),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			if err != nil {
+				o.log.Warn("bus disconnected", "err", err)
+			}
+		}),
+		nats.ReconnectHandler(func(*nats.Conn) { o.log.Info("bus reconnected") }))
+	url := cfg.URL
+	if url == "" {
+		srv, err := startEmbedded(cfg, dataDir, o)
+		if err != nil {
+			return nil, err
+		}
+		b.srv = srv
+		copts = append(copts, nats.InProcessServer(srv))
+	}
+	nc, err := nats.Connect(url, copts...)
+	if err != nil {
+		b.shutdownServer()
+		return nil, fmt.Errorf("events: connect %s: %w", url, err)
+	}
+	b.nc = nc
+	js, err := jetstream.New(nc)
+	if err != nil {
+		b.Close()
+		return nil, fmt.Errorf("events: jetstream: %w", err)
+	}
+	b.js = js
+	if err := b.ensureStream(ctx, cfg); err != nil {
+		b.Close()
+		return nil, err
+	}
+	return b, nil
+}
+
+// Connect connects to a running bus without creating anything: for CLI
+// commands beside a live gateway.
+func Connect(url string, opts ...Option) (*Bus, error) {
+	o := options{log: slog.Default(), name: "hookgate-cli"}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	nc, err := nats.Connect(url, nats.Name(o.name), nats.Timeout(2*time.Second))
+	if err != nil {
+		return nil, fmt.Errorf("events: connect %s: %w", url, err)
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		nc.Close()
+		return nil, fmt.Errorf("events: jetstream: %w", err)
+	}
+	return &Bus{nc: nc, js: js, log: o.log}, nil
+}
+
+func startEmbedded(cfg config.Bus, dataDir string, o options) (*server.Server, error) {
+	sopts := &server.Options{
+		ServerName:         "hookgate",
+		JetStream:          true,
+		StoreDir:           filepath.Join(dataDir, "jetstream"),
+		SyncAlways:         cfg.Sync == "always",
+		NoSigs:             true,
+		MaxPayload:         8 << 20,
+		JetStreamMaxMemory: 256 << 20,
+	}
+	if o.noListen {
+		sopts.DontListen = true
+	} else {
+		host, port, err := net.SplitHostPort(cfg.Listen)
+		if err != nil {
+			return nil, fmt.Errorf("events: bus.listen %q: %w", cfg.Listen, err)
+		}
+		p, err := strconv.Atoi(port)
+		if err != nil {
+			return nil, fmt.Errorf("events: bus.listen %q: bad port", cfg.Listen)
+		}
+		sopts.Host, sopts.Port = host, p
+	}
+	srv, err := server.NewServer(sopts)
+	if err != nil {
+		return nil, fmt.Errorf("events: embedded server: %w", err)
+	}
+	srv.SetLoggerV2(serverLogger{o.log}, false, false, false)
+	go srv.Start()
+	if !srv.ReadyForConnections(15 * time.Second) {
+		srv.Shutdown()
+		return nil, fmt.Errorf("events: embedded server not ready (is %s already taken by another process?)", cfg.Listen)
+	}
+	return srv, nil
+}
+
+func (b *Bus) ensureStream(ctx context.Context, cfg config.Bus) error {
+	sc := jetstream.StreamConfig{
+		Name:       cfg.Stream,
+		Subjects:   []string{InboundSubjects},
+		Storage:    jetstream.FileStorage,
+		Retention:  jetstream.LimitsPolicy,
+		Duplicates: cfg.DedupWindow.D(),
+		MaxAge:     cfg.MaxAge.D(),
+		Replicas:   max(cfg.Replicas, 1),
+	}
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if _, err := b.js.CreateOrUpdateStream(ctx, sc); err != nil {
+		return fmt.Errorf("events: stream %s: %w", cfg.Stream, err)
+	}
+	return nil
+}
+
+// Publish stores data on subject with Nats-Msg-Id msgID and waits for
+// JetStream's acknowledgement. duplicate reports that a message with the
+// same id was already stored within the de-duplication window. Any failure
+// wraps ErrUnavailable: nothing was promised stored.
+func (b *Bus) Publish(ctx context.Context, subject, msgID string, data []byte) (duplicate bool, err error) {
+	msg := &nats.Msg{Subject: subject, Data: data, Header: nats.Header{}}
+	if msgID != "" {
+		msg.Header.Set(jetstream.MsgIDHeader, msgID)
+	}
+	ack, err := b.js.PublishMsg(ctx, msg)
+	if err != nil {
+		return false, fmt.Errorf("%w: publish %s: %v", ErrUnavailable, subject, err)
+	}
+	return ack.Duplicate, nil
+}
+
+// Check reports whether the bus can store messages (for /readyz).
+func (b *Bus) Check(ctx context.Context) error {
+	if b.nc == nil || !b.nc.IsConnected() {
+		return fmt.Errorf("%w: not connected", ErrUnavailable)
+	}
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	if _, err := b.js.AccountInfo(ctx); err != nil {
+		return fmt.Errorf("%w: %v", ErrUnavailable, err)
+	}
+	return nil
+}
+
+// JetStream returns the JetStream handle, for jobs and the admin KV.
+func (b *Bus) JetStream() jetstream.JetStream { return b.js }
+
+// Conn returns the NATS connection.
+func (b *Bus) Conn() *nats.Conn { return b.nc }
+
+// Stream is the name of the inbound stream.
+func (b *Bus) Stream() string { return b.stream }
+
+// Embedded reports whether this process runs the bus server.
+func (b *Bus) Embedded() bool { return b.srv != nil }
+
+// Drain stops new deliveries and flushes what is pending (graceful shutdown).
+func (b *Bus) Drain(timeout time.Duration) error {
+	if b.nc == nil || b.nc.IsClosed() {
+		return nil
+	}
+	done := make(chan struct{})
+	b.nc.SetClosedHandler(func(*nats.Conn) { close(done) })
+	if err := b.nc.Drain(); err != nil {
+		return err
+	}
+	select {
+	case <-done:
+		return nil
+	case <-time.After(timeout):
+		b.nc.Close()
+		return errors.New("events: drain timed out")
+	}
+}
+
+// Close closes the connection and shuts the embedded server down.
+func (b *Bus) Close() error {
+	if b.nc != nil {
+		b.nc.Close()
+	}
+	b.shutdownServer()
+	return nil
+}
+
+func (b *Bus) shutdownServer() {
+	if b.srv != nil {
+		b.srv.Shutdown()
+		b.srv.WaitForShutdown()
+	}
+}
+
+// serverLogger routes the embedded server's log to slog; notices are debug.
+type serverLogger struct{ l *slog.Logger }
+
+func (s serverLogger) Noticef(f string, v ...any) { s.l.Debug("nats: " + fmt.Sprintf(f, v...)) }
+func (s serverLogger) Warnf(f string, v ...any)   { s.l.Warn("nats: " + fmt.Sprintf(f, v...)) }
+func (s serverLogger) Fatalf(f string, v ...any)  { s.l.Error("nats: " + fmt.Sprintf(f, v...)) }
+func (s serverLogger) Errorf(f string, v ...any)  { s.l.Error("nats: " + fmt.Sprintf(f, v...)) }
+func (s serverLogger) Debugf(f string, v ...any)  {}
+func (s serverLogger) Tracef(f string, v ...any)  {}
+
+// Unavailable converts a bus error into the gateway's 503 error.
+func Unavailable(err error) error {
+	return hookgate.WrapError(hookgate.EUnavailable, "the event bus cannot store the event", err)
+}
