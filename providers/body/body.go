@@ -1,0 +1,190 @@
+// Package body reads webhook bodies for the provider adapters: it names a
+// request's media type and decodes JSON, urlencoded and multipart bodies into
+// the flat parameter map of hookgate's events (bracket keys kept, first value
+// of a repeated name).
+package body
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"io"
+	"mime"
+	"mime/multipart"
+	"net/url"
+	"strings"
+
+	"github.com/hookgate/hookgate"
+)
+
+// Kind is the family of a body's media type.
+type Kind int
+
+// Kinds of body.
+const (
+	Other     Kind = iota // anything else, or no Content-Type
+	JSON                  // application/json, application/*+json
+	Form                  // application/x-www-form-urlencoded
+	Multipart             // multipart/form-data
+)
+
+func (k Kind) String() string {
+	switch k {
+	case JSON:
+		return "json"
+	case Form:
+		return "form"
+	case Multipart:
+		return "multipart"
+	}
+	return "other"
+}
+
+// KindOf returns the kind of a Content-Type header value and its parameters
+// (the multipart boundary). An unparseable value is Other.
+func KindOf(contentType string) (Kind, map[string]string) {
+	mt, params, err := mime.ParseMediaType(contentType)
+	if err != nil {
+		return Other, nil
+	}
+	switch {
+	case mt == "application/json", strings.HasPrefix(mt, "application/") && strings.HasSuffix(mt, "+json"):
+		return JSON, params
+	case mt == "application/x-www-form-urlencoded":
+		return Form, params
+	case mt == "multipart/form-data":
+		return Multipart, params
+	}
+	return Other, params
+}
+
+// Decoded is a decoded body.
+type Decoded struct {
+	Kind   Kind
+	Fields url.Values      // form fields (Form, Multipart: non-file parts only)
+	JSON   json.RawMessage // the body when Kind is JSON
+}
+
+// Decode checks that body is non-empty and of one of the accepted kinds and
+// decodes it. It returns *hookgate.Error values: EUnsupportedMedia for a kind
+// not in accept, EBadRequest for an empty or malformed body. A kind of Other
+// in accept takes any body as it is.
+func Decode(contentType string, body []byte, accept ...Kind) (*Decoded, error) {
+	kind, params := KindOf(contentType)
+	if !accepts(accept, kind) {
+		return nil, hookgate.Errorf(hookgate.EUnsupportedMedia, "content type %q is not accepted", mediaType(contentType))
+	}
+	if len(bytes.TrimSpace(body)) == 0 {
+		return nil, hookgate.Errorf(hookgate.EBadRequest, "empty body")
+	}
+	d := &Decoded{Kind: kind}
+	switch kind {
+	case JSON:
+		if !json.Valid(body) {
+			return nil, hookgate.Errorf(hookgate.EBadRequest, "malformed JSON body")
+		}
+		d.JSON = json.RawMessage(bytes.Clone(body))
+	case Form:
+		v, err := url.ParseQuery(string(body))
+		if err != nil {
+			return nil, hookgate.Errorf(hookgate.EBadRequest, "malformed form body")
+		}
+		d.Fields = v
+	case Multipart:
+		v, err := multipartFields(body, params["boundary"])
+		if err != nil {
+			return nil, hookgate.WrapError(hookgate.EBadRequest, "malformed multipart body", err)
+		}
+		d.Fields = v
+	}
+	return d, nil
+}
+
+func accepts(accept []Kind, k Kind) bool {
+	for _, a := range accept {
+		if a == k || a == Other {
+			return true
+		}
+	}
+	return false
+}
+
+// mediaType returns the media type of a Content-Type value without its
+// parameters, for messages (it is caller-controlled text, so keep it short).
+func mediaType(ct string) string {
+	mt, _, _ := strings.Cut(ct, ";")
+	mt = strings.TrimSpace(mt)
+	if len(mt) > 64 {
+		mt = mt[:64] + "..."
+	}
+	return mt
+}
+
+// multipartFields reads the non-file parts of a multipart/form-data body.
+// File parts (those with a file name) are skipped: they are kept in the raw
+// body, never in the parameters.
+func multipartFields(body []byte, boundary string) (url.Values, error) {
+	if boundary == "" {
+		return nil, errors.New("no boundary")
+	}
+	r := multipart.NewReader(bytes.NewReader(body), boundary)
+	fields := url.Values{}
+	for {
+		p, err := r.NextPart()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return nil, err
+		}
+		name := p.FormName()
+		if name == "" || p.FileName() != "" {
+			p.Close()
+			continue
+		}
+		v, err := io.ReadAll(p)
+		p.Close()
+		if err != nil {
+			return nil, err
+		}
+		fields.Add(name, string(v))
+	}
+	return fields, nil
+}
+
+// Params merges query and form fields into one flat map: the first value of
+// each name, form fields over query parameters of the same name (the body is
+// the payload; the query string only addresses it).
+func Params(query, fields url.Values) map[string]string {
+	m := make(map[string]string, len(query)+len(fields))
+	for k, vs := range query {
+		if len(vs) > 0 {
+			m[k] = vs[0]
+		}
+	}
+	for k, vs := range fields {
+		if len(vs) > 0 {
+			m[k] = vs[0]
+		}
+	}
+	return m
+}
+
+// StringField returns the top-level string field name of a JSON object, and
+// whether it was there. Anything else (not an object, not a string) is
+// reported as absent.
+func StringField(doc json.RawMessage, name string) (string, bool) {
+	var obj map[string]json.RawMessage
+	if err := json.Unmarshal(doc, &obj); err != nil {
+		return "", false
+	}
+	raw, ok := obj[name]
+	if !ok {
+		return "", false
+	}
+	var s string
+	if err := json.Unmarshal(raw, &s); err != nil {
+		return "", false
+	}
+	return s, true
+}

@@ -1,0 +1,189 @@
+// Package standard is the provider of Standard Webhooks
+// (https://www.standardwebhooks.com): headers webhook-id, webhook-timestamp
+// and webhook-signature ("v1,<base64>" entries separated by spaces), an
+// HMAC-SHA256 of "id.timestamp.body" keyed by a "whsec_<base64>" secret,
+// and a timestamp tolerance. It is a preset of package hmac.
+package standard
+
+import (
+	"context"
+	"encoding/base64"
+	"errors"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/hookgate/hookgate"
+	"github.com/hookgate/hookgate/config"
+	"github.com/hookgate/hookgate/gateway"
+	"github.com/hookgate/hookgate/providers/body"
+	"github.com/hookgate/hookgate/providers/hmac"
+)
+
+// Header names of the spec.
+const (
+	HeaderID        = "webhook-id"
+	HeaderTimestamp = "webhook-timestamp"
+	HeaderSignature = "webhook-signature"
+)
+
+// DefaultTolerance is the spec's recommended tolerance: five minutes.
+const DefaultTolerance = 5 * time.Minute
+
+// DefaultEvent is the event name of a payload without a "type" field when
+// the source names none.
+const DefaultEvent = "webhook"
+
+// SecretPrefix marks a base64-encoded secret.
+const SecretPrefix = "whsec_"
+
+// Config configures a Standard Webhooks source.
+type Config struct {
+	// Event is the event name of payloads without a string "type" field;
+	// "" means DefaultEvent.
+	Event string
+	// Tolerance is how far webhook-timestamp may be from now, either
+	// way; 0 means DefaultTolerance.
+	Tolerance time.Duration
+}
+
+// Provider checks and reads Standard Webhooks requests.
+type Provider struct {
+	event    string
+	verifier *hmac.Verifier
+}
+
+var _ gateway.Provider = (*Provider)(nil)
+
+// New returns a Provider for c.
+func New(c Config) (*Provider, error) {
+	if c.Tolerance < 0 {
+		return nil, errors.New("standard: negative tolerance")
+	}
+	if c.Event == "" {
+		c.Event = DefaultEvent
+	}
+	if c.Tolerance == 0 {
+		c.Tolerance = DefaultTolerance
+	}
+	v, err := hmac.New(Scheme(c.Tolerance))
+	if err != nil {
+		return nil, err
+	}
+	return &Provider{event: c.Event, verifier: v}, nil
+}
+
+// Constructor builds the provider of a config source: its event is the
+// default event name; options.tolerance (a duration) overrides the
+// tolerance.
+func Constructor(src config.Source) (gateway.Provider, error) {
+	c := Config{Event: src.Event}
+	if s := src.Options["tolerance"]; s != "" {
+		var d config.Duration
+		if err := d.UnmarshalText([]byte(s)); err != nil {
+			return nil, errors.New("standard: options.tolerance: " + err.Error())
+		}
+		c.Tolerance = d.D()
+	}
+	return New(c)
+}
+
+// Scheme is the Standard Webhooks signature scheme with a tolerance.
+func Scheme(tolerance time.Duration) hmac.Scheme {
+	return hmac.Scheme{
+		Name:      HeaderSignature,
+		Read:      read,
+		Key:       Key,
+		Tolerance: tolerance,
+	}
+}
+
+// Key decodes a secret: "whsec_<base64>" is base64-decoded, any other value
+// is used as it is.
+func Key(s hookgate.Secret) ([]byte, error) {
+	v, ok := strings.CutPrefix(s.Reveal(), SecretPrefix)
+	if !ok {
+		return []byte(s.Reveal()), nil
+	}
+	key, err := base64.StdEncoding.DecodeString(v)
+	if err != nil {
+		return nil, errors.New("standard: secret is not whsec_<base64>")
+	}
+	return key, nil
+}
+
+func read(req *gateway.Request) (hmac.Signed, error) {
+	id := req.Header.Get(HeaderID)
+	ts := req.Header.Get(HeaderTimestamp)
+	sigs := req.Header.Get(HeaderSignature)
+	if id == "" || ts == "" || sigs == "" {
+		return hmac.Signed{}, errors.New("missing webhook-id, webhook-timestamp or webhook-signature")
+	}
+	t, err := hmac.UnixTime(ts)
+	if err != nil {
+		return hmac.Signed{}, err
+	}
+	var list [][]byte
+	for _, f := range strings.Fields(sigs) {
+		version, sig, ok := strings.Cut(f, ",")
+		if !ok || version != "v1" {
+			continue // other versions (v1a: asymmetric) are not ours
+		}
+		b, err := base64.StdEncoding.DecodeString(sig)
+		if err != nil {
+			continue
+		}
+		list = append(list, b)
+	}
+	content := make([]byte, 0, len(id)+len(ts)+len(req.Body)+2)
+	content = append(content, id...)
+	content = append(content, '.')
+	content = append(content, ts...)
+	content = append(content, '.')
+	content = append(content, req.Body...)
+	return hmac.Signed{Content: content, Signatures: list, Timestamp: t}, nil
+}
+
+// Sign returns the webhook-signature header value ("v1,<base64>") of a
+// message, as a sender computes it.
+func Sign(secret hookgate.Secret, id string, ts time.Time, payload []byte) (string, error) {
+	v, err := hmac.New(Scheme(0))
+	if err != nil {
+		return "", err
+	}
+	content := []byte(id + "." + unix(ts) + ".")
+	mac, err := v.Sign(secret, append(content, payload...))
+	if err != nil {
+		return "", err
+	}
+	return "v1," + base64.StdEncoding.EncodeToString(mac), nil
+}
+
+func unix(t time.Time) string {
+	return strconv.FormatInt(t.Unix(), 10)
+}
+
+// Parse reads a JSON body (415 for other media types, 400 when it is empty
+// or malformed). The event is the payload's "type" when it is a string,
+// else the source's event; the de-duplication key is webhook-id.
+func (p *Provider) Parse(req *gateway.Request) (*gateway.Message, error) {
+	d, err := body.Decode(req.ContentType, req.Body, body.JSON)
+	if err != nil {
+		return nil, err
+	}
+	event := p.event
+	if t, ok := body.StringField(d.JSON, "type"); ok && t != "" {
+		event = t
+	}
+	return &gateway.Message{
+		Event:    event,
+		Params:   body.Params(req.Query, nil),
+		JSON:     d.JSON,
+		DedupKey: req.Header.Get(HeaderID),
+	}, nil
+}
+
+// Verify checks webhook-signature against the source's secrets.
+func (p *Provider) Verify(ctx context.Context, req *gateway.Request, _ *gateway.Message, secrets gateway.Secrets) error {
+	return p.verifier.Verify(ctx, req, secrets)
+}

@@ -1,0 +1,227 @@
+package standard_test
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hookgate/hookgate"
+	"github.com/hookgate/hookgate/config"
+	"github.com/hookgate/hookgate/gateway"
+	"github.com/hookgate/hookgate/providers/providertest"
+	"github.com/hookgate/hookgate/providers/standard"
+)
+
+// The test vector of the Standard Webhooks spec
+// (github.com/standard-webhooks/standard-webhooks), produced by the
+// reference libraries and cross-checked with Python's hmac module. (A copy
+// of it circulated with the MAC's tail altered, "...tmgC2RTjLHmK...":
+// that value is not the HMAC of these inputs, and no implementation
+// produces it.)
+const (
+	vectorSecret    = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+	vectorID        = "msg_p5jXN8AQM9LWM0D4loKWxJek"
+	vectorTimestamp = 1614265330
+	vectorPayload   = `{"test": 2432232314}`
+	vectorSignature = "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="
+)
+
+func vectorRequest() *gateway.Request {
+	req := providertest.NewRequest("std", "application/json", []byte(vectorPayload),
+		standard.HeaderID, vectorID,
+		standard.HeaderTimestamp, strconv.Itoa(vectorTimestamp),
+		standard.HeaderSignature, vectorSignature)
+	req.Now = time.Unix(vectorTimestamp, 0)
+	return req
+}
+
+func newProvider(t testing.TB, c standard.Config) *standard.Provider {
+	t.Helper()
+	p, err := standard.New(c)
+	if err != nil {
+		t.Fatalf("New(%+v) = %v", c, err)
+	}
+	return p
+}
+
+func TestSignMatchesSpecVector(t *testing.T) {
+	got, err := standard.Sign(vectorSecret, vectorID, time.Unix(vectorTimestamp, 0), []byte(vectorPayload))
+	if err != nil {
+		t.Fatalf("Sign = %v", err)
+	}
+	if got != vectorSignature {
+		t.Errorf("Sign(spec vector) = %q; want %q", got, vectorSignature)
+	}
+}
+
+func TestVerifySpecVector(t *testing.T) {
+	flip := func(s string) string { // one byte of the MAC changed
+		b := []byte(s)
+		b[5] ^= 1
+		return string(b)
+	}
+	tests := []struct {
+		name   string
+		edit   func(r *gateway.Request)
+		secret string
+		want   string
+	}{
+		{"vector", func(*gateway.Request) {}, vectorSecret, ""},
+		{"4m59s later", func(r *gateway.Request) { r.Now = r.Now.Add(4*time.Minute + 59*time.Second) }, vectorSecret, ""},
+		{"4m59s earlier", func(r *gateway.Request) { r.Now = r.Now.Add(-4*time.Minute - 59*time.Second) }, vectorSecret, ""},
+		{"among other signatures", func(r *gateway.Request) {
+			r.Header.(providertest.Header).Set(standard.HeaderSignature, "v1a,abcd v1,bm90IGl0 "+vectorSignature)
+		}, vectorSecret, ""},
+		{"one byte changed", func(r *gateway.Request) {
+			r.Header.(providertest.Header).Set(standard.HeaderSignature, flip(vectorSignature))
+		}, vectorSecret, hookgate.EInvalidSignature},
+		{"body changed", func(r *gateway.Request) { r.Body = []byte(`{"test": 2432232315}`) }, vectorSecret, hookgate.EInvalidSignature},
+		{"id changed", func(r *gateway.Request) { r.Header.(providertest.Header).Set(standard.HeaderID, "msg_other") }, vectorSecret, hookgate.EInvalidSignature},
+		{"10 minutes old", func(r *gateway.Request) { r.Now = r.Now.Add(10 * time.Minute) }, vectorSecret, hookgate.EInvalidSignature},
+		{"10 minutes in the future", func(r *gateway.Request) { r.Now = r.Now.Add(-10 * time.Minute) }, vectorSecret, hookgate.EInvalidSignature},
+		{"5m01s old", func(r *gateway.Request) { r.Now = r.Now.Add(5*time.Minute + time.Second) }, vectorSecret, hookgate.EInvalidSignature},
+		{"wrong secret", func(*gateway.Request) {}, "whsec_" + strings.Repeat("A", 32), hookgate.EInvalidSignature},
+		{"secret without prefix is raw bytes", func(*gateway.Request) {}, strings.TrimPrefix(vectorSecret, "whsec_"), hookgate.EInvalidSignature},
+		{"bad base64 in secret", func(*gateway.Request) {}, "whsec_!!!", hookgate.EInternal},
+		{"no webhook-id", func(r *gateway.Request) { r.Header.(providertest.Header).Del(standard.HeaderID) }, vectorSecret, hookgate.EInvalidSignature},
+		{"no timestamp", func(r *gateway.Request) { r.Header.(providertest.Header).Del(standard.HeaderTimestamp) }, vectorSecret, hookgate.EInvalidSignature},
+		{"timestamp not a number", func(r *gateway.Request) {
+			r.Header.(providertest.Header).Set(standard.HeaderTimestamp, "1614265330.0")
+		}, vectorSecret, hookgate.EInvalidSignature},
+		{"only v1a", func(r *gateway.Request) { r.Header.(providertest.Header).Set(standard.HeaderSignature, "v1a,abcd") }, vectorSecret, hookgate.EInvalidSignature},
+		{"signature not base64", func(r *gateway.Request) { r.Header.(providertest.Header).Set(standard.HeaderSignature, "v1,***") }, vectorSecret, hookgate.EInvalidSignature},
+	}
+	p := newProvider(t, standard.Config{})
+	for _, tc := range tests {
+		req := vectorRequest()
+		tc.edit(req)
+		msg, err := p.Parse(req)
+		if err != nil {
+			t.Fatalf("Parse(%s) = %v", tc.name, err)
+		}
+		err = p.Verify(context.Background(), req, msg, providertest.Store(tc.secret))
+		if got := hookgate.ErrorCode(err); got != tc.want {
+			t.Errorf("Verify(%s) = %v; want code %q", tc.name, err, tc.want)
+		}
+	}
+}
+
+func TestParse(t *testing.T) {
+	tests := []struct {
+		name, event, contentType, body string
+		wantEvent, wantCode            string
+	}{
+		{"type field", "", "application/json", `{"type":"invoice.paid"}`, "invoice.paid", ""},
+		{"no type, default", "", "application/json", `{"test":1}`, standard.DefaultEvent, ""},
+		{"no type, source event", "billing", "application/json", `{"test":1}`, "billing", ""},
+		{"type not a string", "", "application/json", `{"type":7}`, standard.DefaultEvent, ""},
+		{"array body", "", "application/json", `[1,2]`, standard.DefaultEvent, ""},
+		{"charset", "", "application/json; charset=utf-8", `{"type":"a"}`, "a", ""},
+		{"+json", "", "application/cloudevents+json", `{"type":"a"}`, "a", ""},
+		{"form", "", "application/x-www-form-urlencoded", `type=a`, "", hookgate.EUnsupportedMedia},
+		{"no content type", "", "", `{"type":"a"}`, "", hookgate.EUnsupportedMedia},
+		{"malformed", "", "application/json", `{"type":`, "", hookgate.EBadRequest},
+		{"empty", "", "application/json", ``, "", hookgate.EBadRequest},
+	}
+	for _, tc := range tests {
+		p := newProvider(t, standard.Config{Event: tc.event})
+		req := vectorRequest()
+		req.ContentType = tc.contentType
+		req.Body = []byte(tc.body)
+		msg, err := p.Parse(req)
+		if got := hookgate.ErrorCode(err); got != tc.wantCode {
+			t.Errorf("Parse(%s) = %v; want code %q", tc.name, err, tc.wantCode)
+			continue
+		}
+		if err != nil {
+			continue
+		}
+		if msg.Event != tc.wantEvent {
+			t.Errorf("Parse(%s).Event = %q; want %q", tc.name, msg.Event, tc.wantEvent)
+		}
+		if msg.DedupKey != vectorID {
+			t.Errorf("Parse(%s).DedupKey = %q; want %q", tc.name, msg.DedupKey, vectorID)
+		}
+		if string(msg.JSON) != tc.body {
+			t.Errorf("Parse(%s).JSON = %s; want %s", tc.name, msg.JSON, tc.body)
+		}
+	}
+}
+
+func TestConstructor(t *testing.T) {
+	tests := []struct {
+		name    string
+		src     config.Source
+		wantErr bool
+	}{
+		{"defaults", config.Source{ID: "s", Provider: "standard"}, false},
+		{"tolerance", config.Source{ID: "s", Options: map[string]string{"tolerance": "10m"}}, false},
+		{"bad tolerance", config.Source{ID: "s", Options: map[string]string{"tolerance": "soon"}}, true},
+		{"negative tolerance", config.Source{ID: "s", Options: map[string]string{"tolerance": "-1m"}}, true},
+	}
+	for _, tc := range tests {
+		_, err := standard.Constructor(tc.src)
+		if (err != nil) != tc.wantErr {
+			t.Errorf("Constructor(%s) = %v; want error %v", tc.name, err, tc.wantErr)
+		}
+	}
+	// A longer tolerance takes a 9-minute-old request.
+	p, err := standard.Constructor(config.Source{ID: "s", Options: map[string]string{"tolerance": "10m"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := vectorRequest()
+	req.Now = req.Now.Add(9 * time.Minute)
+	msg, err := p.Parse(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Verify(context.Background(), req, msg, providertest.Store(vectorSecret)); err != nil {
+		t.Errorf("Verify(9 minutes old, tolerance 10m) = %v; want nil", err)
+	}
+}
+
+func fixtureRequest(a providertest.Args) *gateway.Request {
+	id := fmt.Sprintf("msg_%d", a.Delivery)
+	payload := []byte(fmt.Sprintf(`{"type":"invoice.paid","id":"evt_%d","padding":"%s"}`, a.Delivery, strings.Repeat("a", a.Padding)))
+	sig, err := standard.Sign(hookgate.Secret(a.Secret), id, a.Now, payload)
+	if err != nil {
+		panic(err)
+	}
+	return providertest.NewRequest("conformance", "application/json", payload,
+		standard.HeaderID, id,
+		standard.HeaderTimestamp, strconv.FormatInt(a.Now.Unix(), 10),
+		standard.HeaderSignature, sig)
+}
+
+func fixtures() providertest.Fixtures {
+	return providertest.Fixtures{
+		Source:  config.Source{Provider: "standard"},
+		Request: fixtureRequest,
+		StripCredential: func(r *gateway.Request) {
+			r.Header.(providertest.Header).Del(standard.HeaderSignature)
+		},
+		Malformed: func(a providertest.Args) *gateway.Request {
+			r := fixtureRequest(a)
+			r.Body = []byte(`{"type":"invoice.paid",`)
+			return r
+		},
+		UnsupportedMedia: "text/plain",
+		Event:            "invoice.paid",
+		InvalidCode:      hookgate.EInvalidSignature,
+		Dedup:            true,
+		Tolerance:        standard.DefaultTolerance,
+	}
+}
+
+func TestConformance(t *testing.T) {
+	providertest.Exercise(t, standard.Constructor, fixtures())
+}
+
+func FuzzParse(f *testing.F) {
+	seed := fixtureRequest(providertest.Args{Secret: "fuzz-secret", Now: providertest.Epoch, Delivery: 1})
+	providertest.Fuzz(f, standard.Constructor, config.Source{Provider: "standard"}, "fuzz-secret", vectorRequest(), seed)
+}
