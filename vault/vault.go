@@ -152,23 +152,28 @@ func New(ctx context.Context, cfg config.Secrets, opts ...Option) (*Store, error
 	for _, opt := range opts {
 		opt(&o)
 	}
-	s := &Store{opts: o, red: newRedactor(), cache: map[string]*entry{}, timeout: cfg.Vault.Timeout.D()}
-	if s.timeout <= 0 {
-		s.timeout = 5 * time.Second
-	}
+	red := newRedactor()
+	var b backend
 	var err error
 	switch cfg.Backend {
 	case "file":
-		s.backend, err = openFile(cfg.File, o.log)
+		b, err = openFile(cfg.File, o.log)
 	case "vault":
-		s.backend, err = openVault(ctx, cfg.Vault, o, s.red)
+		b, err = openVault(ctx, cfg.Vault, o, red)
 	default:
 		err = fmt.Errorf("vault: unknown secrets backend %q (want file or vault)", cfg.Backend)
 	}
 	if err != nil {
 		return nil, err
 	}
-	return s, nil
+	return newStore(b, o, red, cfg.Vault.Timeout.D()), nil
+}
+
+func newStore(b backend, o options, red *redactor, timeout time.Duration) *Store {
+	if timeout <= 0 {
+		timeout = 5 * time.Second
+	}
+	return &Store{backend: b, opts: o, red: red, cache: map[string]*entry{}, timeout: timeout}
 }
 
 // Secret returns the current value of the secret ref ("path" or
@@ -272,13 +277,10 @@ func (s *Store) document(ctx context.Context, path string) (*document, string, e
 
 // retryDelay is how long a stale entry is served without asking the
 // backend again after a failed refresh, so that an outage does not make
-// every request wait for a timeout.
+// every request wait for a timeout. A backend without cache TTL (the file)
+// is cheap to ask: it is asked every time.
 func (s *Store) retryDelay() time.Duration {
-	d := s.backend.cacheTTL()
-	if d <= 0 || d > 5*time.Second {
-		d = 5 * time.Second
-	}
-	return d
+	return min(s.backend.cacheTTL(), 5*time.Second)
 }
 
 // fetch reads path from the backend, one read at a time per path: callers
