@@ -1,0 +1,224 @@
+package history
+
+import (
+	"context"
+	"fmt"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+)
+
+// Table is the history table's name inside its database.
+const Table = "exchanges"
+
+// MigrationsTable records the schema migrations applied to a database.
+const MigrationsTable = "schema_migrations"
+
+// Columns are the columns of hookgate.exchanges, in table order (SPEC.md,
+// "History"). Inserts name them explicitly: ClickHouse 18.16 needs it.
+var Columns = []string{
+	"ts", "exchange_id", "event_id", "direction", "source", "provider", "event",
+	"operation", "http_method", "url", "status", "outcome", "error", "attempt",
+	"duration_ms", "request_headers", "request_body", "response_body", "remote_addr",
+}
+
+// ServerVersion is a ClickHouse server version as version() reports it.
+type ServerVersion struct {
+	Major, Minor int
+}
+
+// Modern reports whether the server has DateTime64, TTL, column codecs and
+// production LowCardinality (all there from 20.1 on).
+func (v ServerVersion) Modern() bool { return v.Major > 20 || v.Major == 20 && v.Minor >= 1 }
+
+func (v ServerVersion) String() string { return fmt.Sprintf("%d.%d", v.Major, v.Minor) }
+
+var versionRE = regexp.MustCompile(`^\s*(\d+)\.(\d+)`)
+
+// ParseServerVersion reads "18.16.1" or "26.7.2.1".
+func ParseServerVersion(s string) (ServerVersion, error) {
+	m := versionRE.FindStringSubmatch(s)
+	if m == nil {
+		return ServerVersion{}, fmt.Errorf("history: unreadable server version %q", s)
+	}
+	major, _ := strconv.Atoi(m[1])
+	minor, _ := strconv.Atoi(m[2])
+	return ServerVersion{Major: major, Minor: minor}, nil
+}
+
+// migration is one numbered schema change. Migrations are additive: a new
+// version appends statements (ALTER TABLE ... ADD COLUMN IF NOT EXISTS ...),
+// never edits an applied one.
+type migration struct {
+	version uint32
+	name    string
+	ddl     func(v ServerVersion, database string, retention time.Duration) []string
+}
+
+var migrations = []migration{
+	{version: 1, name: "create exchanges", ddl: createExchanges},
+}
+
+// createExchanges is migration 1: the table of SPEC.md. On a modern server
+// it uses DateTime64(3), LowCardinality, codecs and a TTL; on an old one
+// (18.16) DateTime, String, no codecs and no TTL. Both keep the time zone
+// fixed at UTC so that the text form of ts ("YYYY-MM-DD hh:mm:ss") means the
+// same whatever the server's own time zone is.
+func createExchanges(v ServerVersion, database string, retention time.Duration) []string {
+	type col struct{ name, modern, legacy, codec string }
+	cols := []col{
+		{"ts", "DateTime64(3, 'UTC')", "DateTime('UTC')", "CODEC(Delta, ZSTD(1))"},
+		{"exchange_id", "UUID", "UUID", ""},
+		{"event_id", "String", "String", "CODEC(ZSTD(1))"},
+		{"direction", "Enum8('inbound' = 1, 'outbound' = 2)", "Enum8('inbound' = 1, 'outbound' = 2)", ""},
+		{"source", "LowCardinality(String)", "String", ""},
+		{"provider", "LowCardinality(String)", "String", ""},
+		{"event", "LowCardinality(String)", "String", ""},
+		{"operation", "LowCardinality(String)", "String", ""},
+		{"http_method", "String", "String", ""},
+		{"url", "String", "String", "CODEC(ZSTD(1))"},
+		{"status", "UInt16", "UInt16", ""},
+		{"outcome", "LowCardinality(String)", "String", ""},
+		{"error", "String", "String", ""},
+		{"attempt", "UInt16", "UInt16", ""},
+		{"duration_ms", "Float32", "Float32", ""},
+		{"request_headers", "String", "String", "CODEC(ZSTD(3))"},
+		{"request_body", "String", "String", "CODEC(ZSTD(3))"},
+		{"response_body", "String", "String", "CODEC(ZSTD(3))"},
+		{"remote_addr", "String", "String", ""},
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "CREATE TABLE IF NOT EXISTS %s.%s\n(\n", quoteIdent(database), Table)
+	for i, c := range cols {
+		typ := c.legacy
+		if v.Modern() {
+			typ = c.modern
+			if c.codec != "" {
+				typ += " " + c.codec
+			}
+		}
+		sep := ","
+		if i == len(cols)-1 {
+			sep = ""
+		}
+		fmt.Fprintf(&b, "    %s %s%s\n", c.name, typ, sep)
+	}
+	b.WriteString(")\nENGINE = MergeTree\nPARTITION BY toYYYYMM(ts)\nORDER BY (direction, source, ts)")
+	if v.Modern() && retention > 0 {
+		fmt.Fprintf(&b, "\nTTL toDateTime(ts) + INTERVAL %d SECOND", int64(retention/time.Second))
+	}
+	return []string{b.String()}
+}
+
+// DDL returns every statement that builds the history schema from nothing
+// on a server of the given version (as version() reports it): the
+// database, the migrations table and each migration in order. Migrate runs
+// the same statements; DDL exists so the modern form can be checked on a
+// server Migrate cannot reach (chDB).
+func DDL(version, database string, retention time.Duration) ([]string, error) {
+	v, err := ParseServerVersion(version)
+	if err != nil {
+		return nil, err
+	}
+	stmts := bootstrapDDL(database)
+	for _, m := range migrations {
+		stmts = append(stmts, m.ddl(v, database, retention)...)
+	}
+	return stmts, nil
+}
+
+func bootstrapDDL(database string) []string {
+	db := quoteIdent(database)
+	return []string{
+		"CREATE DATABASE IF NOT EXISTS " + db,
+		fmt.Sprintf("CREATE TABLE IF NOT EXISTS %s.%s (version UInt32, name String, applied_at DateTime) ENGINE = MergeTree ORDER BY version", db, MigrationsTable),
+	}
+}
+
+// Migrate brings database up to the latest schema: it creates the database,
+// the migrations table and runs every migration not yet recorded there.
+// Running it again is a no-op. retention is the TTL of the rows where the
+// server supports one (0 = no TTL).
+//
+// Two gateways migrating at the same moment is harmless: every statement is
+// IF NOT EXISTS, and a version recorded twice reads as applied.
+func Migrate(ctx context.Context, conn driver.Conn, database string, retention time.Duration) error {
+	if database == "" {
+		database = DefaultDatabase
+	}
+	var raw string
+	if err := conn.QueryRow(ctx, "SELECT version()").Scan(&raw); err != nil {
+		return fmt.Errorf("history: read server version: %w", err)
+	}
+	v, err := ParseServerVersion(raw)
+	if err != nil {
+		return err
+	}
+	for _, stmt := range bootstrapDDL(database) {
+		if err := conn.Exec(ctx, stmt); err != nil {
+			return fmt.Errorf("history: bootstrap schema: %w", err)
+		}
+	}
+	applied, err := appliedMigrations(ctx, conn, database)
+	if err != nil {
+		return err
+	}
+	for _, m := range migrations {
+		if applied[m.version] {
+			continue
+		}
+		for _, stmt := range m.ddl(v, database, retention) {
+			if err := conn.Exec(ctx, stmt); err != nil {
+				return fmt.Errorf("history: migration %d (%s): %w", m.version, m.name, err)
+			}
+		}
+		q := fmt.Sprintf("INSERT INTO %s.%s (version, name, applied_at) VALUES (%d, '%s', now())",
+			quoteIdent(database), MigrationsTable, m.version, strings.ReplaceAll(m.name, "'", ""))
+		if err := conn.Exec(ctx, q); err != nil {
+			return fmt.Errorf("history: record migration %d: %w", m.version, err)
+		}
+	}
+	return nil
+}
+
+// SchemaVersion returns the highest migration applied to database (0 when
+// none).
+func SchemaVersion(ctx context.Context, conn driver.Conn, database string) (uint32, error) {
+	applied, err := appliedMigrations(ctx, conn, database)
+	if err != nil {
+		return 0, err
+	}
+	var top uint32
+	for v := range applied {
+		top = max(top, v)
+	}
+	return top, nil
+}
+
+func appliedMigrations(ctx context.Context, conn driver.Conn, database string) (map[uint32]bool, error) {
+	rows, err := conn.Query(ctx, fmt.Sprintf("SELECT DISTINCT version FROM %s.%s", quoteIdent(database), MigrationsTable))
+	if err != nil {
+		return nil, fmt.Errorf("history: read applied migrations: %w", err)
+	}
+	defer rows.Close()
+	applied := map[uint32]bool{}
+	for rows.Next() {
+		var v uint32
+		if err := rows.Scan(&v); err != nil {
+			return nil, fmt.Errorf("history: read applied migrations: %w", err)
+		}
+		applied[v] = true
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("history: read applied migrations: %w", err)
+	}
+	return applied, nil
+}
+
+// quoteIdent quotes a database name for ClickHouse SQL with backticks.
+func quoteIdent(name string) string {
+	return "`" + strings.ReplaceAll(strings.ReplaceAll(name, `\`, `\\`), "`", "\\`") + "`"
+}
