@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -282,7 +283,32 @@ func (g *Gateway) errorHandler(c *fiber.Ctx, err error) error {
 	} else {
 		code = hookgate.ErrorCode(err)
 	}
-	return writeError(c, hookgate.WrapError(code, "", err))
+	herr := hookgate.WrapError(code, "", err)
+	if in, ok := g.webhookPath(c.Path()); ok {
+		// a webhook request refused before its handler ran (body over the
+		// server limit while reading): answered and recorded like the others
+		return g.finish(c, in, herr)
+	}
+	return writeError(c, herr)
+}
+
+// webhookPath recognises the webhook routes for requests Fiber refused
+// before routing.
+func (g *Gateway) webhookPath(path string) (*inbound, bool) {
+	rest, ok := strings.CutPrefix(path, g.cfg.BasePath+"/webhook")
+	if !ok {
+		return nil, false
+	}
+	in := &inbound{start: time.Now()}
+	switch {
+	case strings.HasPrefix(rest, "/"):
+		in.src = g.table.Load().byID[strings.TrimPrefix(rest, "/")]
+	case strings.HasPrefix(rest, "s/"):
+		in.keyRoute = true
+	default:
+		return nil, false
+	}
+	return in, true
 }
 
 // Status maps an error code to its HTTP status: the one place that does.
