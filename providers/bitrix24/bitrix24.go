@@ -1,0 +1,114 @@
+// Package bitrix24 is the provider of Bitrix24 outgoing webhooks and event
+// handlers: urlencoded POSTs with the fields event, event_handler_id,
+// data[...], ts and auth[...], whose auth[application_token] must equal the
+// source's secret (reference/bitrix24.md, section 2).
+package bitrix24
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"net/url"
+	"sort"
+	"strings"
+
+	"github.com/hookgate/hookgate"
+	"github.com/hookgate/hookgate/config"
+	"github.com/hookgate/hookgate/gateway"
+	"github.com/hookgate/hookgate/providers/body"
+	"github.com/hookgate/hookgate/providers/credential"
+)
+
+// DefaultTokenParameter is the form field holding the application token.
+const DefaultTokenParameter = "auth[application_token]"
+
+// Config configures a Bitrix24 source.
+type Config struct {
+	// TokenParameter is the form field holding the token; "" means
+	// DefaultTokenParameter.
+	TokenParameter string
+}
+
+// Provider checks and reads Bitrix24 event calls.
+type Provider struct {
+	param string
+}
+
+var _ gateway.Provider = (*Provider)(nil)
+
+// New returns a Provider for c.
+func New(c Config) (*Provider, error) {
+	if c.TokenParameter == "" {
+		c.TokenParameter = DefaultTokenParameter
+	}
+	return &Provider{param: c.TokenParameter}, nil
+}
+
+// Constructor builds the provider of a config source; auth_parameter, when
+// set, names the token field.
+func Constructor(src config.Source) (gateway.Provider, error) {
+	return New(Config{TokenParameter: src.AuthParameter})
+}
+
+// Parse reads the urlencoded body (415 for other media types, 400 when it is
+// empty, malformed or has no event field). The event is the event field;
+// the parameters are the query and form fields, bracket keys kept; the
+// de-duplication key is a SHA-256 of the event, the data[...] fields and ts,
+// so that a call Bitrix24 queues twice is stored once.
+func (p *Provider) Parse(req *gateway.Request) (*gateway.Message, error) {
+	d, err := body.Decode(req.ContentType, req.Body, body.Form)
+	if err != nil {
+		return nil, err
+	}
+	event := d.Fields.Get("event")
+	if event == "" {
+		return nil, hookgate.Errorf(hookgate.EBadRequest, "no event field")
+	}
+	return &gateway.Message{
+		Event:    event,
+		Params:   body.Params(req.Query, d.Fields),
+		DedupKey: DedupKey(d.Fields),
+		Redact:   []string{p.param},
+	}, nil
+}
+
+// DedupKey returns the hex SHA-256 of a call's event, its data[...] fields
+// (sorted by name, every value) and ts, each name and value written with
+// its length as a big-endian uint64 before it. The gateway scopes it by
+// source.
+func DedupKey(fields url.Values) string {
+	h := sha256.New()
+	var n [8]byte
+	field := func(s string) { // length-prefixed: no two lists of fields collide
+		binary.BigEndian.PutUint64(n[:], uint64(len(s)))
+		h.Write(n[:])
+		h.Write([]byte(s))
+	}
+	write := func(k, v string) { field(k); field(v) }
+	write("event", fields.Get("event"))
+	keys := make([]string, 0, len(fields))
+	for k := range fields {
+		if strings.HasPrefix(k, "data[") {
+			keys = append(keys, k)
+		}
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		for _, v := range fields[k] {
+			write(k, v)
+		}
+	}
+	write("ts", fields.Get("ts"))
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// Verify checks the token field against the source's secrets, in constant
+// time. A missing token is EInvalidToken, decided without the secrets.
+func (p *Provider) Verify(ctx context.Context, req *gateway.Request, msg *gateway.Message, secrets gateway.Secrets) error {
+	token := ""
+	if msg != nil {
+		token = msg.Params[p.param]
+	}
+	return credential.Check(ctx, secrets, token, hookgate.EInvalidToken, p.param)
+}
