@@ -33,7 +33,8 @@ type kvBackend struct {
 	grace   time.Duration
 
 	loginMu  sync.Mutex
-	tokenGen atomic.Uint64 // bumped at every login
+	tokenGen atomic.Uint64    // bumped at every login
+	newAuth  chan *api.Secret // logins outside the watcher, for it to watch (cap 1)
 
 	noMetadata atomic.Bool // metadata read was refused; warned once
 
@@ -76,6 +77,7 @@ func openVault(ctx context.Context, cfg config.Vault, o options, red *redactor) 
 		timeout: timeout,
 		grace:   cfg.RotationGrace.D(),
 		done:    make(chan struct{}),
+		newAuth: make(chan *api.Secret, 1),
 	}
 
 	var auth *api.Secret
@@ -194,15 +196,31 @@ func (b *kvBackend) login(ctx context.Context) (*api.Secret, error) {
 }
 
 // relogin logs in again after a read was refused with the token of
-// generation gen, unless another caller already did.
+// generation gen, unless another caller already did or the token is still
+// good (the policy refused the path: logging in would not help). The
+// lifetime watcher switches to the new token.
 func (b *kvBackend) relogin(ctx context.Context, gen uint64) error {
 	b.loginMu.Lock()
 	defer b.loginMu.Unlock()
 	if b.tokenGen.Load() != gen {
 		return nil
 	}
-	_, err := b.login(ctx)
-	return err
+	cctx, cancel := context.WithTimeout(ctx, b.timeout)
+	_, err := b.client.Auth().Token().LookupSelfWithContext(cctx)
+	cancel()
+	if err == nil || !isStatus(b.safe("", err), http.StatusForbidden) {
+		return nil
+	}
+	sec, err := b.login(ctx)
+	if err != nil {
+		return err
+	}
+	select {
+	case <-b.newAuth: // replace an auth the watcher has not taken yet
+	default:
+	}
+	b.newAuth <- sec
+	return nil
 }
 
 // watch renews the token with Vault's lifetime watcher. When the token can
@@ -213,9 +231,13 @@ func (b *kvBackend) watch(ctx context.Context, auth *api.Secret) {
 		if auth == nil || auth.Auth == nil || auth.Auth.LeaseDuration <= 0 {
 			return // root-like token: nothing to renew
 		}
-		err := b.watchOnce(ctx, auth)
+		next, err := b.watchOnce(ctx, auth)
 		if ctx.Err() != nil {
 			return
+		}
+		if next != nil {
+			auth = next // a read logged in again
+			continue
 		}
 		if b.cfg.Auth != "approle" {
 			msg := "vault token can no longer be renewed and will expire"
@@ -231,23 +253,27 @@ func (b *kvBackend) watch(ctx context.Context, auth *api.Secret) {
 	}
 }
 
-func (b *kvBackend) watchOnce(ctx context.Context, auth *api.Secret) error {
+// watchOnce renews auth until it can no more (error or nil), or until a
+// read logged in again (the new auth).
+func (b *kvBackend) watchOnce(ctx context.Context, auth *api.Secret) (*api.Secret, error) {
 	w, err := b.client.NewLifetimeWatcher(&api.LifetimeWatcherInput{Secret: auth})
 	if err != nil {
-		return err
+		return nil, err
 	}
 	go w.Start()
 	defer w.Stop()
 	for {
 		select {
 		case err := <-w.DoneCh():
-			return err
+			return nil, err
 		case r := <-w.RenewCh():
 			if r != nil && r.Secret != nil && r.Secret.Auth != nil {
 				b.log.Debug("vault token renewed", "ttl", time.Duration(r.Secret.Auth.LeaseDuration)*time.Second)
 			}
+		case next := <-b.newAuth:
+			return next, nil
 		case <-ctx.Done():
-			return ctx.Err()
+			return nil, ctx.Err()
 		}
 	}
 }
