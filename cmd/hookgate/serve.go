@@ -16,6 +16,7 @@ import (
 	"github.com/hookgate/hookgate/config"
 	"github.com/hookgate/hookgate/events"
 	"github.com/hookgate/hookgate/gateway"
+	"github.com/hookgate/hookgate/history"
 	"github.com/hookgate/hookgate/vault"
 )
 
@@ -39,6 +40,11 @@ type app struct {
 	secrets *vault.Store
 	bus     *events.Bus
 	gw      *gateway.Gateway
+	hist    *history.Writer
+	// histStop ends the history writer's Run after everything that records
+	// rows has stopped; histDone is closed when Run has returned.
+	histStop context.CancelFunc
+	histDone chan struct{}
 }
 
 func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, redact redactPtr) error {
@@ -58,6 +64,27 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, redact red
 		return err
 	}
 
+	hist, err := openHistory(ctx, cfg, secrets, log)
+	if err != nil {
+		return err
+	}
+	a.hist = hist
+	histCtx, histStop := context.WithCancel(context.WithoutCancel(ctx))
+	a.histStop, a.histDone = histStop, make(chan struct{})
+	go func() {
+		defer close(a.histDone)
+		hist.Run(histCtx)
+	}()
+	defer func() {
+		histStop()
+		<-a.histDone
+		cctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := hist.Close(cctx); err != nil {
+			log.Warn("history close", "err", err)
+		}
+	}()
+
 	bus, err := events.Open(ctx, cfg.Bus, cfg.DataDir, events.WithLogger(log))
 	if err != nil {
 		return err
@@ -69,11 +96,14 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, redact red
 		Registry: registry(),
 		Secrets:  secrets,
 		Bus:      bus,
+		Recorder: hist,
 		Logger:   log,
 		Checks: map[string]gateway.Check{
 			"bus":     bus.Check,
 			"secrets": secrets.Check,
+			"history": func(context.Context) error { return hist.Healthy() },
 		},
+		HistoryBodyBytes: cfg.History.MaxBodyBytes,
 	})
 	if err != nil {
 		return err
@@ -115,6 +145,12 @@ func (a *app) shutdown() error {
 	if err := a.bus.Drain(remaining(ctx)); err != nil {
 		errs = append(errs, err)
 	}
+	a.histStop()
+	select {
+	case <-a.histDone:
+	case <-ctx.Done():
+		errs = append(errs, errors.New("history flush did not finish within shutdown_timeout; rows stay in the spool"))
+	}
 	return errors.Join(errs...)
 }
 
@@ -123,6 +159,21 @@ func remaining(ctx context.Context) time.Duration {
 		return max(time.Until(d), 100*time.Millisecond)
 	}
 	return 5 * time.Second
+}
+
+// openHistory opens the history writer: ClickHouse when configured (the
+// schema is migrated before the first insert), NDJSON files otherwise.
+func openHistory(ctx context.Context, cfg *config.Config, secrets *vault.Store, log *slog.Logger) (*history.Writer, error) {
+	var password string
+	if ref := cfg.History.ClickHouse.Password; ref != "" {
+		s, err := secrets.Secret(ctx, ref)
+		if err != nil {
+			return nil, fmt.Errorf("history.clickhouse.password: %w", err)
+		}
+		password = s.Reveal()
+	}
+	return history.New(ctx, cfg.History, cfg.DataDir, password,
+		history.WithLogger(log), history.WithRedact(secrets.Redact))
 }
 
 // checkSecrets reads every secret reference of the config once at start:

@@ -56,4 +56,3 @@ func cmdTail(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		}
 	}
 }
-

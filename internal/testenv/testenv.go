@@ -80,6 +80,7 @@ type Process struct {
 	t       testing.TB
 	name    string
 	args    []string
+	env     []string
 	dir     string
 	cmd     *exec.Cmd
 	logPath string
@@ -89,7 +90,14 @@ type Process struct {
 // test's temp dir, and registers its stop with t.Cleanup.
 func StartProcess(t testing.TB, name string, args ...string) *Process {
 	t.Helper()
-	p := &Process{t: t, name: name, args: args, dir: t.TempDir()}
+	return StartProcessEnv(t, nil, name, args...)
+}
+
+// StartProcessEnv is StartProcess with extra environment variables
+// ("KEY=value") on top of the test's own.
+func StartProcessEnv(t testing.TB, env []string, name string, args ...string) *Process {
+	t.Helper()
+	p := &Process{t: t, name: name, args: args, env: env, dir: t.TempDir()}
 	p.logPath = filepath.Join(p.dir, filepath.Base(name)+".log")
 	p.Start()
 	t.Cleanup(p.Stop)
@@ -109,6 +117,7 @@ func (p *Process) Start() {
 	cmd := exec.Command(p.name, p.args...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.Dir = p.dir
+	cmd.Env = append(os.Environ(), p.env...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		logf.Close()
@@ -161,6 +170,9 @@ func (p *Process) Log() string {
 	}
 	return strings.TrimSpace(s)
 }
+
+// Running reports whether the process was started and not stopped.
+func (p *Process) Running() bool { return p.cmd != nil }
 
 // Dir is the process's working directory (a test temp dir).
 func (p *Process) Dir() string { return p.dir }
