@@ -10,6 +10,5 @@ import (
 // file as it lands.
 var errNotYet = errors.New("this command is not available in this build yet")
 
-func cmdCall(ctx context.Context, args []string, stdout, stderr io.Writer) error    { return errNotYet }
 func cmdDead(ctx context.Context, args []string, stdout, stderr io.Writer) error    { return errNotYet }
 func cmdHistory(ctx context.Context, args []string, stdout, stderr io.Writer) error { return errNotYet }
