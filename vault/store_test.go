@@ -162,7 +162,7 @@ func TestCacheAndOutage(t *testing.T) {
 	logMu.Lock()
 	logs := logBuf.String()
 	logMu.Unlock()
-	if n := strings.Count(logs, "serving cached secret"); n != 1 {
+	if n := strings.Count(logs, "serving cached secrets"); n != 1 {
 		t.Errorf("stale warnings logged %d times; want once:\n%s", n, logs)
 	}
 	for _, v := range []string{"value-one", "value-two"} {

@@ -128,8 +128,9 @@ type Store struct {
 	flight  singleflight.Group
 	timeout time.Duration
 
-	mu    sync.Mutex
-	cache map[string]*entry
+	mu     sync.Mutex
+	cache  map[string]*entry
+	outage bool // stale values are being served; warned once
 }
 
 // entry is a cached document.
@@ -137,7 +138,6 @@ type entry struct {
 	doc     *document
 	fetched time.Time // when the backend answered
 	retry   time.Time // after a failed refresh: serve stale until then
-	warned  bool      // a stale warning was logged for the current outage
 }
 
 // New opens the secret store that cfg selects ("file" or "vault"). It checks
@@ -242,8 +242,9 @@ func (s *Store) document(ctx context.Context, path string) (*document, string, e
 	switch {
 	case err == nil:
 		s.mu.Lock()
-		if old := s.cache[path]; old != nil && old.warned {
-			s.opts.log.Info("secret store reachable again, cache refreshed", "path", path)
+		if s.outage {
+			s.outage = false
+			s.opts.log.Info("secret store reachable again", "path", path)
 		}
 		s.cache[path] = &entry{doc: doc, fetched: s.opts.now()}
 		s.mu.Unlock()
@@ -263,10 +264,10 @@ func (s *Store) document(ctx context.Context, path string) (*document, string, e
 		s.mu.Lock()
 		if cur := s.cache[path]; cur != nil {
 			cur.retry = s.opts.now().Add(s.retryDelay())
-			if !cur.warned {
-				cur.warned = true
-				s.opts.log.Warn("secret store unavailable, serving cached secret", "path", path, "cached_at", cur.fetched, "err", err)
-			}
+		}
+		if !s.outage {
+			s.outage = true
+			s.opts.log.Warn("secret store unavailable, serving cached secrets", "path", path, "cached_at", cached.fetched, "err", err)
 		}
 		s.mu.Unlock()
 		return cached.doc, ResultStale, nil

@@ -499,7 +499,7 @@ func TestVaultDown(t *testing.T) {
 	}
 
 	log := logs.String()
-	if n := strings.Count(log, "serving cached secret"); n != 1 {
+	if n := strings.Count(log, "serving cached secrets"); n != 1 {
 		t.Errorf("stale warning logged %d times; want 1:\n%s", n, log)
 	}
 	noSecret(t, "log", log, values...)
