@@ -1,0 +1,77 @@
+package body_test
+
+import (
+	"testing"
+
+	"github.com/hookgate/hookgate"
+	"github.com/hookgate/hookgate/providers/body"
+)
+
+func TestKindOf(t *testing.T) {
+	tests := []struct {
+		ct   string
+		want body.Kind
+	}{
+		{"application/json", body.JSON},
+		{"Application/JSON; charset=utf-8", body.JSON},
+		{"application/vnd.api+json", body.JSON},
+		{"application/x-www-form-urlencoded", body.Form},
+		{"multipart/form-data; boundary=abc", body.Multipart},
+		{"text/plain", body.Other},
+		{"", body.Other},
+		{";;;", body.Other},
+	}
+	for _, tc := range tests {
+		if got, _ := body.KindOf(tc.ct); got != tc.want {
+			t.Errorf("KindOf(%q) = %v; want %v", tc.ct, got, tc.want)
+		}
+	}
+}
+
+func TestDecode(t *testing.T) {
+	tests := []struct {
+		name, ct, body string
+		accept         []body.Kind
+		want           string
+	}{
+		{"json", "application/json", `{"a":1}`, []body.Kind{body.JSON}, ""},
+		{"json refused", "application/json", `{"a":1}`, []body.Kind{body.Form}, hookgate.EUnsupportedMedia},
+		{"any", "image/png", "\x89PNG", []body.Kind{body.Other}, ""},
+		{"415 before 400", "text/plain", "", []body.Kind{body.JSON}, hookgate.EUnsupportedMedia},
+		{"empty", "application/json", " ", []body.Kind{body.JSON}, hookgate.EBadRequest},
+		{"bad json", "application/json", `{`, []body.Kind{body.JSON}, hookgate.EBadRequest},
+		{"bad form", "application/x-www-form-urlencoded", `a=%`, []body.Kind{body.Form}, hookgate.EBadRequest},
+		{"multipart no boundary", "multipart/form-data", `x`, []body.Kind{body.Multipart}, hookgate.EBadRequest},
+		{"multipart empty form", "multipart/form-data; boundary=b", "--b--\r\n", []body.Kind{body.Multipart}, ""},
+	}
+	for _, tc := range tests {
+		_, err := body.Decode(tc.ct, []byte(tc.body), tc.accept...)
+		if got := hookgate.ErrorCode(err); got != tc.want {
+			t.Errorf("Decode(%s) = %v; want code %q", tc.name, err, tc.want)
+		}
+	}
+}
+
+func TestParamsFormOverQuery(t *testing.T) {
+	p := body.Params(map[string][]string{"a": {"q1", "q2"}, "b": {"q"}}, map[string][]string{"a": {"f"}, "c": {}})
+	if p["a"] != "f" || p["b"] != "q" || len(p) != 2 {
+		t.Errorf("Params = %v; want a=f b=q", p)
+	}
+}
+
+func TestStringField(t *testing.T) {
+	tests := []struct {
+		doc, want string
+		ok        bool
+	}{
+		{`{"type":"x"}`, "x", true},
+		{`{"type":1}`, "", false},
+		{`[]`, "", false},
+		{`{"other":"x"}`, "", false},
+	}
+	for _, tc := range tests {
+		if got, ok := body.StringField([]byte(tc.doc), "type"); got != tc.want || ok != tc.ok {
+			t.Errorf("StringField(%s) = %q, %v; want %q, %v", tc.doc, got, ok, tc.want, tc.ok)
+		}
+	}
+}
