@@ -36,7 +36,7 @@ const (
 	DefaultTimeout        = 30 * time.Second // per HTTP attempt
 	DefaultRetries        = 3                // in-call retries after the first attempt
 	DefaultMaxRetryWait   = time.Minute      // longer waits are left to durable jobs
-	DefaultRateGuard      = 100 * time.Millisecond
+	DefaultRateGuard      = 500 * time.Millisecond
 	DefaultOperatingLimit = 480 * time.Second // per method per 10 minutes
 	DefaultMaxBodyBytes   = 16 << 10          // of each body kept in history
 	DefaultBreakerTrip    = 5                 // consecutive transient failures
@@ -151,7 +151,8 @@ func WithMaxRetryWait(d time.Duration) Option { return func(o *options) { o.maxR
 
 // WithRateGuard sets the headroom kept in the portal's bucket for network
 // jitter: requests that leave at the rate limit may arrive closer together
-// than they left. Default 100 ms of drain (0.2 requests at 2/s).
+// than they left. Default 500 ms of drain (one request at 2/s): 49 of a
+// burst of 50 leave at once, the 50th half a second later.
 func WithRateGuard(d time.Duration) Option { return func(o *options) { o.rateGuard = max(d, 0) } }
 
 // WithOperatingLimit sets the portal's per-method operating limit (default

@@ -121,7 +121,7 @@ func TestEncodeParams(t *testing.T) {
 		}
 	}
 	for name, p := range map[string]map[string]any{
-		"secret": {"password": hookgate.Secret("x")},
+		"secret":  {"password": hookgate.Secret("x")},
 		"int map": {"m": map[int]string{1: "a"}},
 		"func":    {"f": func() {}},
 	} {
