@@ -8,7 +8,7 @@
 # servers again, whatever happens.
 #
 #   scripts/test.sh                 everything
-#   scripts/test.sh ./gateway/...   only these packages (servers still started)
+#   scripts/test.sh -run TestX ./gateway/   go test with these arguments only (servers still started)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -121,15 +121,15 @@ export HOOKGATE_TEST_VAULT_TOKEN=$vtoken
 export HOOKGATE_TEST_VAULT_BIN=$vaultbin
 export HOOKGATE_TEST_NATS_BIN=$natsbin
 
-pkgs=("$@")
-[ ${#pkgs[@]} -gt 0 ] || pkgs=(./...)
-
-log "go vet"
-go vet "${pkgs[@]}"
-log "go test -race"
-go test -race -count=1 -timeout 60m "${pkgs[@]}"
-if [ $# -eq 0 ]; then
-  log "fuzz (short)"
-  "$root/scripts/fuzz.sh" 3s
+if [ $# -gt 0 ]; then
+  log "go test $*"
+  go test -race -count=1 -timeout 60m "$@"
+  exit 0
 fi
+log "go vet"
+go vet ./...
+log "go test -race"
+go test -race -count=1 -timeout 60m ./...
+log "fuzz (short)"
+"$root/scripts/fuzz.sh" 3s
 log "all tests passed"
