@@ -9,12 +9,16 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
+	"net/netip"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
+	"github.com/gofiber/fiber/v2/middleware/adaptor"
 	"golang.org/x/time/rate"
 
 	"github.com/hookgate/hookgate"
@@ -55,6 +59,10 @@ type Deps struct {
 	HistoryBodyBytes int
 	// PublishTimeout bounds the wait for JetStream's acknowledgement; 0 = 5 s.
 	PublishTimeout time.Duration
+	// Metrics is served at GET /metrics; nil = no /metrics route.
+	Metrics http.Handler
+	// Admin enables the admin API under /admin; nil = off.
+	Admin *Admin
 }
 
 // Gateway is the inbound HTTP server.
@@ -68,6 +76,7 @@ type Gateway struct {
 	draining atomic.Bool
 	log      *slog.Logger
 	bodyMax  int64
+	trusted  []netip.Prefix // server.trusted_proxies
 }
 
 // source is one configured source with its adapter.
@@ -103,37 +112,73 @@ func New(cfg config.Server, sources []config.Source, d Deps) (*Gateway, error) {
 	if d.PublishTimeout == 0 {
 		d.PublishTimeout = 5 * time.Second
 	}
+	if d.Admin != nil && (d.Admin.Token == "" || d.Admin.Sources == nil) {
+		return nil, errors.New("gateway: Admin needs a Token reference and a Sources store")
+	}
 	g := &Gateway{cfg: cfg, deps: d, log: d.Logger, fileSrcs: sources}
 	g.bodyMax = cfg.MaxBodyBytes
 	for _, s := range sources {
 		g.bodyMax = max(g.bodyMax, s.MaxBodyBytes)
 	}
-	if err := g.rebuild(nil); err != nil {
+	trusted, err := parseTrusted(cfg.TrustedProxies)
+	if err != nil {
+		return nil, err
+	}
+	g.trusted = trusted
+	g.mu.Lock()
+	err = g.rebuild(nil)
+	g.mu.Unlock()
+	if err != nil {
 		return nil, err
 	}
 	g.app = g.newApp()
 	return g, nil
 }
 
-// SetRuntimeSources replaces the sources created at runtime (admin API).
-// They may not shadow file-configured ids.
+// SetRuntimeSources replaces the sources created at runtime (admin API),
+// keeping the rate-limit state of sources whose rate did not change. A
+// runtime source that shadows a file-configured id, repeats an id or is
+// refused by its provider is left out; the others take effect, and the
+// error lists what was left out.
 func (g *Gateway) SetRuntimeSources(srcs []config.Source) error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
 	return g.rebuild(srcs)
 }
 
-func (g *Gateway) rebuild(runtime []config.Source) error {
+// updateRuntime rebuilds the table from the current runtime sources as
+// changed by fn, under the rebuild lock.
+func (g *Gateway) updateRuntime(fn func([]config.Source) []config.Source) error {
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	var cur []config.Source
+	for _, s := range g.table.Load().byID {
+		if s.runtime {
+			cur = append(cur, s.cfg)
+		}
+	}
+	return g.rebuild(fn(cur))
+}
+
+// rebuild builds and stores the source table; g.mu must be held. A file
+// source that fails is an error and nothing is stored (only New builds
+// with file sources alone and fails); failing runtime sources are skipped.
+func (g *Gateway) rebuild(runtime []config.Source) error {
+	old := g.table.Load()
 	t := &sourceTable{byID: map[string]*source{}}
-	var errs []error
+	var fileErrs, runErrs []error
 	add := func(c config.Source, isRuntime bool) {
+		errs := &fileErrs
+		if isRuntime {
+			errs = &runErrs
+		}
 		if _, dup := t.byID[c.ID]; dup {
-			errs = append(errs, fmt.Errorf("source %q defined twice", c.ID))
+			*errs = append(*errs, fmt.Errorf("source %q defined twice", c.ID))
 			return
 		}
 		p, err := g.deps.Registry.New(c)
 		if err != nil {
-			errs = append(errs, err)
+			*errs = append(*errs, err)
 			return
 		}
 		s := &source{cfg: c, provider: p, runtime: isRuntime, limit: g.cfg.MaxBodyBytes}
@@ -145,21 +190,35 @@ func (g *Gateway) rebuild(runtime []config.Source) error {
 			t.byKey = append(t.byKey, s)
 		}
 		if c.Rate != nil {
-			s.limiter = rate.NewLimiter(rate.Limit(c.Rate.PerSecond), c.Rate.Burst)
+			if prev := old.lookup(c.ID); prev != nil && prev.limiter != nil && *prev.cfg.Rate == *c.Rate {
+				s.limiter = prev.limiter
+			} else {
+				s.limiter = rate.NewLimiter(rate.Limit(c.Rate.PerSecond), c.Rate.Burst)
+			}
 		}
 		t.byID[c.ID] = s
 	}
 	for _, c := range g.fileSrcs {
 		add(c, false)
 	}
+	if err := errors.Join(fileErrs...); err != nil {
+		return err
+	}
 	for _, c := range runtime {
 		add(c, true)
 	}
-	if err := errors.Join(errs...); err != nil {
-		return err
-	}
 	g.table.Store(t)
+	if err := errors.Join(runErrs...); err != nil {
+		return fmt.Errorf("gateway: runtime sources left out: %w", err)
+	}
 	return nil
+}
+
+func (t *sourceTable) lookup(id string) *source {
+	if t == nil {
+		return nil
+	}
+	return t.byID[id]
 }
 
 // Source returns a source's config and whether it was created at runtime.
@@ -178,12 +237,14 @@ func (g *Gateway) Sources() []SourceInfo {
 	for _, c := range g.fileSrcs {
 		out = append(out, SourceInfo{Source: t.byID[c.ID].cfg, Runtime: false})
 	}
+	var runtime []SourceInfo
 	for _, s := range t.byID {
 		if s.runtime {
-			out = append(out, SourceInfo{Source: s.cfg, Runtime: true})
+			runtime = append(runtime, SourceInfo{Source: s.cfg, Runtime: true})
 		}
 	}
-	return out
+	slices.SortFunc(runtime, func(a, b SourceInfo) int { return strings.Compare(a.ID, b.ID) })
+	return append(out, runtime...)
 }
 
 // SourceInfo is a source as the admin API lists it.
@@ -209,35 +270,105 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 
 func (g *Gateway) newApp() *fiber.App {
 	app := fiber.New(fiber.Config{
-		AppName:                 "hookgate",
-		DisableStartupMessage:   true,
-		BodyLimit:               int(g.bodyMax),
-		ReadBufferSize:          max(g.cfg.MaxHeaderBytes, 4096),
-		ReadTimeout:             g.cfg.ReadTimeout.D(),
-		WriteTimeout:            g.cfg.WriteTimeout.D(),
-		IdleTimeout:             g.cfg.IdleTimeout.D(),
-		ErrorHandler:            g.errorHandler,
-		EnableTrustedProxyCheck: len(g.cfg.TrustedProxies) > 0,
-		TrustedProxies:          g.cfg.TrustedProxies,
-		ProxyHeader:             proxyHeader(g.cfg.TrustedProxies),
+		AppName:               "hookgate",
+		DisableStartupMessage: true,
+		BodyLimit:             int(g.bodyMax),
+		ReadBufferSize:        max(g.cfg.MaxHeaderBytes, 4096),
+		ReadTimeout:           g.cfg.ReadTimeout.D(),
+		WriteTimeout:          g.cfg.WriteTimeout.D(),
+		IdleTimeout:           g.cfg.IdleTimeout.D(),
+		ErrorHandler:          g.errorHandler,
+		// the client address is set by clientAddr (X-Forwarded-For read
+		// only from trusted proxies), so c.IP() is the connection's peer
+		// as far as Fiber knows
+		EnableTrustedProxyCheck: false,
 		CaseSensitive:           true,
 		StrictRouting:           false,
 	})
 	base := g.cfg.BasePath
+	app.Use(func(c *fiber.Ctx) error {
+		g.clientAddr(c)
+		return c.Next()
+	})
 	app.Get("/healthz", func(c *fiber.Ctx) error {
 		return c.JSON(fiber.Map{"status": "ok"})
 	})
 	app.Get("/readyz", g.readyz)
+	if g.deps.Metrics != nil {
+		app.Get("/metrics", adaptor.HTTPHandler(g.deps.Metrics))
+	}
+	if g.deps.Admin != nil {
+		g.mountAdmin(app)
+	}
 	app.All(base+"/webhook/:source", g.handleSource)
 	app.All(base+"/webhooks/:key", g.handleKey)
 	return app
 }
 
-func proxyHeader(trusted []string) string {
-	if len(trusted) == 0 {
-		return ""
+func parseTrusted(list []string) ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, s := range list {
+		if p, err := netip.ParsePrefix(s); err == nil {
+			out = append(out, p.Masked())
+			continue
+		}
+		a, err := netip.ParseAddr(s)
+		if err != nil {
+			return nil, fmt.Errorf("gateway: trusted proxy %q is neither an IP nor a CIDR", s)
+		}
+		a = a.Unmap()
+		out = append(out, netip.PrefixFrom(a, a.BitLen()))
 	}
-	return fiber.HeaderXForwardedFor
+	return out, nil
+}
+
+func (g *Gateway) isTrusted(a netip.Addr) bool {
+	a = a.Unmap()
+	for _, p := range g.trusted {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
+// clientAddr sets the request's remote address (what c.IP() returns) to
+// the client's: the connection's peer, or, when the peer is a trusted
+// proxy, the right-most X-Forwarded-For entry that is not itself a trusted
+// proxy. Entries left of it are written by the client and not believed.
+// fasthttp keeps a set address for the whole keep-alive connection, so it
+// is reset first on every request.
+func (g *Gateway) clientAddr(c *fiber.Ctx) {
+	ctx := c.Context()
+	ctx.SetRemoteAddr(nil)
+	if len(g.trusted) == 0 {
+		return
+	}
+	peer, ok := netip.AddrFromSlice(ctx.RemoteIP())
+	peer = peer.Unmap()
+	if !ok || !g.isTrusted(peer) {
+		return
+	}
+	var hops []string
+	for _, v := range ctx.Request.Header.PeekAll(fiber.HeaderXForwardedFor) {
+		for _, h := range strings.Split(string(v), ",") {
+			hops = append(hops, strings.TrimSpace(h))
+		}
+	}
+	client := peer
+	for i := len(hops) - 1; i >= 0; i-- {
+		a, err := netip.ParseAddr(hops[i])
+		if err != nil {
+			break // a malformed hop: believe nothing further left
+		}
+		client = a.Unmap()
+		if !g.isTrusted(client) {
+			break
+		}
+	}
+	if client != peer {
+		ctx.SetRemoteAddr(&net.TCPAddr{IP: client.AsSlice()})
+	}
 }
 
 func (g *Gateway) readyz(c *fiber.Ctx) error {
@@ -279,11 +410,16 @@ func (g *Gateway) errorHandler(c *fiber.Ctx, err error) error {
 			code = hookgate.EBadRequest
 		case fiber.StatusRequestTimeout:
 			code = hookgate.EBadRequest
+		case fiber.StatusRequestHeaderFieldsTooLarge:
+			code = EHeaderTooLarge
 		}
 	} else {
 		code = hookgate.ErrorCode(err)
 	}
+	// the cause may quote the request (fasthttp's parse errors do): it
+	// goes nowhere but the logs, redacted
 	herr := hookgate.WrapError(code, "", err)
+	g.clientAddr(c)
 	if in, ok := g.webhookPath(c.Path()); ok {
 		// a webhook request refused before its handler ran (body over the
 		// server limit while reading): answered and recorded like the others
@@ -311,9 +447,15 @@ func (g *Gateway) webhookPath(path string) (*inbound, bool) {
 	return in, true
 }
 
+// EHeaderTooLarge answers a request whose header is over
+// server.max_header_bytes (431).
+const EHeaderTooLarge = "header_too_large"
+
 // Status maps an error code to its HTTP status: the one place that does.
 func Status(code string) int {
 	switch code {
+	case EHeaderTooLarge:
+		return fiber.StatusRequestHeaderFieldsTooLarge
 	case hookgate.EUnknownSource, hookgate.ENotFound:
 		return fiber.StatusNotFound
 	case hookgate.EInvalidToken, hookgate.EInvalidSignature, hookgate.EUnauthorized:
