@@ -19,6 +19,7 @@ import (
 	"github.com/hookgate/hookgate/providers/bitrix24"
 	"github.com/hookgate/hookgate/providers/github"
 	"github.com/hookgate/hookgate/providers/standard"
+	"github.com/hookgate/hookgate/providers/stripe"
 	"github.com/hookgate/hookgate/providers/token"
 )
 
@@ -30,6 +31,7 @@ func registry() *gateway.Registry {
 	r.Register("token", token.Constructor)
 	r.Register("standard", standard.Constructor)
 	r.Register("github", github.Constructor)
+	r.Register("stripe", stripe.Constructor) // the worked example of docs/providers.md
 	return r
 }
 
