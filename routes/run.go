@@ -1,0 +1,268 @@
+package routes
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/hookgate/hookgate"
+	"github.com/hookgate/hookgate/events"
+	"github.com/hookgate/hookgate/jobs"
+	"github.com/hookgate/hookgate/outbound"
+	"github.com/hookgate/hookgate/outbound/delivery"
+)
+
+const (
+	fetchWait    = 5 * time.Second
+	retryPause   = time.Second // before an event whose jobs could not be stored comes back
+	inboundAck   = 30 * time.Second
+	enqueueLimit = 10 * time.Second
+)
+
+// Run consumes the inbound stream and runs the route jobs (the queue's
+// workers) until ctx ends. It returns nil after a graceful stop.
+func (e *Engine) Run(ctx context.Context, js jetstream.JetStream) error {
+	stream := e.deps.Stream
+	if stream == "" {
+		var err error
+		if stream, err = js.StreamNameBySubject(ctx, events.InboundSubjects); err != nil {
+			return fmt.Errorf("routes: find the inbound stream: %w", err)
+		}
+	}
+	cons, err := js.CreateOrUpdateConsumer(ctx, stream, jetstream.ConsumerConfig{
+		Durable:       e.deps.Consumer,
+		Description:   "hookgate routes: events to route jobs, in stream order",
+		FilterSubject: events.InboundSubjects,
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       inboundAck,
+		MaxAckPending: 1,
+		MaxDeliver:    -1,
+		DeliverPolicy: jetstream.DeliverAllPolicy,
+	})
+	if err != nil {
+		return fmt.Errorf("routes: consumer %s on %s: %w", e.deps.Consumer, stream, err)
+	}
+	var wg sync.WaitGroup
+	var qerr error
+	wg.Go(func() { e.consume(ctx, cons) })
+	wg.Go(func() { qerr = e.deps.Queue.Run(ctx, e.Handle) })
+	wg.Wait()
+	return qerr
+}
+
+func (e *Engine) consume(ctx context.Context, cons jetstream.Consumer) {
+	for ctx.Err() == nil {
+		fctx, cancel := context.WithTimeout(ctx, fetchWait)
+		batch, err := cons.Fetch(1, jetstream.FetchContext(fctx))
+		if err != nil {
+			cancel()
+			if ctx.Err() == nil {
+				e.log.Warn("fetch event", "err", err)
+				pause(ctx, retryPause)
+			}
+			continue
+		}
+		var msg jetstream.Msg
+		for m := range batch.Messages() {
+			msg = m
+		}
+		cancel()
+		if msg == nil {
+			if err := batch.Error(); err != nil && ctx.Err() == nil &&
+				!errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, jetstream.ErrNoMessages) {
+				e.log.Warn("fetch event", "err", err)
+				pause(ctx, retryPause)
+			}
+			continue
+		}
+		e.routeMsg(ctx, msg)
+	}
+}
+
+func pause(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+}
+
+// routeMsg enqueues the jobs of one inbound message, then acknowledges it.
+func (e *Engine) routeMsg(ctx context.Context, msg jetstream.Msg) {
+	var ev hookgate.Event
+	if err := json.Unmarshal(msg.Data(), &ev); err != nil || ev.ID == "" {
+		e.log.Error("unreadable event, not routed", "subject", msg.Subject(), "err", err)
+		_ = msg.TermWithReason("unreadable event")
+		return
+	}
+	// Storing jobs finishes even when ctx ends meanwhile.
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), enqueueLimit)
+	defer cancel()
+	js, err := e.Jobs(&ev, msg.Data())
+	if err == nil {
+		for _, j := range js {
+			if err = e.deps.Queue.Enqueue(sctx, j); err != nil {
+				break
+			}
+		}
+	}
+	if err != nil {
+		e.log.Warn("route event: jobs not stored, retrying", "event_id", ev.ID, "err", err)
+		_ = msg.NakWithDelay(retryPause)
+		return
+	}
+	if err := msg.DoubleAck(sctx); err != nil {
+		// Redelivered later; its jobs de-duplicate.
+		e.log.Warn("ack event", "event_id", ev.ID, "err", err)
+	}
+	if len(js) > 0 {
+		e.log.Debug("event routed", "event_id", ev.ID, "jobs", len(js))
+	}
+}
+
+// Handle runs one route job: the Bitrix24 call, then the delivery. It is
+// the jobs.Handler Run gives the queue.
+func (e *Engine) Handle(ctx context.Context, j *jobs.Job, attempt int) error {
+	var p payload
+	if err := json.Unmarshal(j.Payload, &p); err != nil {
+		return jobs.Permanent(fmt.Errorf("unreadable route job: %w", err))
+	}
+	r := e.byName[p.Route]
+	if r == nil {
+		return jobs.Permanent(fmt.Errorf("route %q is no longer configured", p.Route))
+	}
+	var ev hookgate.Event
+	if err := json.Unmarshal(p.Event, &ev); err != nil {
+		return jobs.Permanent(fmt.Errorf("unreadable event in route job: %w", err))
+	}
+	_, event := sourceOf(&ev)
+	if r.cfg.Deliver != nil {
+		off, err := e.disabled(ctx, r.cfg.Name)
+		if err != nil {
+			return err
+		}
+		if off {
+			return jobs.Permanent(fmt.Errorf("%w: %q answered 410 Gone; enable the route, then replay", ErrDisabled, r.cfg.Name))
+		}
+	}
+
+	var enrichment map[string]any
+	if c := r.cfg.Call; c != nil {
+		rendered, err := newRenderer(&ev).render(r.params)
+		if err != nil {
+			return jobs.Permanent(fmt.Errorf("render call params: %w", err))
+		}
+		params, _ := rendered.(map[string]any)
+		cctx := outbound.WithAttempt(outbound.WithEventID(ctx, ev.ID), attempt)
+		res, err := e.deps.Portals[c.Portal].Call(cctx, c.Method, params)
+		if err != nil {
+			return e.callError(ctx, c.Portal, c.Method, err)
+		}
+		enrichment = map[string]any{"portal": c.Portal, "method": c.Method, "result": res.Result}
+	}
+	d := r.cfg.Deliver
+	if d == nil {
+		return nil
+	}
+	body, err := enrich(p.Event, enrichment)
+	if err != nil {
+		return jobs.Permanent(err)
+	}
+	secret, err := e.deps.Secrets.Secret(ctx, d.Secret)
+	if err != nil {
+		return fmt.Errorf("read delivery secret: %w", err)
+	}
+	dctx := delivery.WithMeta(ctx, delivery.Meta{
+		Source: r.cfg.Name, Event: event, EventID: ev.ID,
+		Attempt: attempt, Last: jobs.LastAttempt(ctx), Timeout: d.Timeout.D(),
+	})
+	_, err = e.deps.Delivery.Deliver(dctx, d.URL, secret, j.ID, body)
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, delivery.ErrGone):
+		rec := DisabledRoute{Route: r.cfg.Name, URL: d.URL, JobID: j.ID, EventID: ev.ID, Error: err.Error(), At: e.now()}
+		if derr := e.disable(ctx, rec); derr != nil {
+			// Not disabled: retry, the next 410 tries again.
+			return fmt.Errorf("%w (and %v)", err, derr)
+		}
+		e.log.Warn("platform answered 410 Gone: route deliveries disabled", "route", r.cfg.Name, "url", d.URL, "event_id", ev.ID)
+		return jobs.Permanent(err)
+	}
+	if after, ok := delivery.RetryAfter(err); ok {
+		return jobs.RetryAfter(after, err)
+	}
+	return err
+}
+
+// callError maps a Bitrix24 failure to the job's next step.
+func (e *Engine) callError(ctx context.Context, portal, method string, err error) error {
+	err = fmt.Errorf("call %s %s: %w", portal, method, err)
+	if ctx.Err() != nil {
+		return err // stopping: handed back, not a verdict on the call
+	}
+	var ae *outbound.APIError
+	if errors.As(err, &ae) {
+		if ae.RetryAfter > 0 {
+			return jobs.RetryAfter(ae.RetryAfter, err)
+		}
+		if ae.Code == outbound.CodeOperationTimeLimit {
+			if reset := ae.Time.ResetAt(); !reset.IsZero() {
+				return jobs.RetryAfter(max(reset.Sub(e.now()), 0)+time.Second, err)
+			}
+		}
+	}
+	if !outbound.IsTransient(err) {
+		return jobs.Permanent(err)
+	}
+	return err
+}
+
+// enrich returns the event with data.enrichment set (the event unchanged
+// when there is none), keeping every member of the original.
+func enrich(raw json.RawMessage, enrichment map[string]any) ([]byte, error) {
+	if enrichment == nil {
+		return raw, nil
+	}
+	var ev map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &ev); err != nil {
+		return nil, fmt.Errorf("enrich event: %w", err)
+	}
+	var data map[string]json.RawMessage
+	if len(ev["data"]) > 0 {
+		if err := json.Unmarshal(ev["data"], &data); err != nil {
+			return nil, fmt.Errorf("enrich event data: %w", err)
+		}
+	}
+	if data == nil {
+		data = map[string]json.RawMessage{}
+	}
+	en, err := marshal(enrichment)
+	if err != nil {
+		return nil, fmt.Errorf("enrich event: %w", err)
+	}
+	data["enrichment"] = en
+	if ev["data"], err = marshal(data); err != nil {
+		return nil, fmt.Errorf("enrich event: %w", err)
+	}
+	return marshal(ev)
+}
+
+// marshal is json.Marshal without HTML escaping: the platform gets the
+// portal's strings as they were.
+func marshal(v any) ([]byte, error) {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	return bytes.TrimSuffix(b.Bytes(), []byte("\n")), nil
+}
