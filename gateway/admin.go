@@ -234,8 +234,12 @@ func (g *Gateway) isFileSource(id string) bool {
 	return false
 }
 
+// param returns a path parameter as a string of its own (Fiber's point
+// into the connection's buffer, reused by the next request).
+func param(c *fiber.Ctx, name string) string { return strings.Clone(c.Params(name)) }
+
 func (g *Gateway) adminPutSource(c *fiber.Ctx) error {
-	id := c.Params("id")
+	id := param(c, "id")
 	if g.isFileSource(id) {
 		return hookgate.Errorf(hookgate.EConflict, "source %q is defined in the config file and is read-only", id)
 	}
@@ -309,7 +313,7 @@ func jsonProblem(err error) string {
 }
 
 func (g *Gateway) adminDeleteSource(c *fiber.Ctx) error {
-	id := c.Params("id")
+	id := param(c, "id")
 	if g.isFileSource(id) {
 		return hookgate.Errorf(hookgate.EConflict, "source %q is defined in the config file and is read-only", id)
 	}
@@ -355,13 +359,14 @@ func (g *Gateway) adminListDead(c *fiber.Ctx) error {
 	if err != nil {
 		return hookgate.WrapError(hookgate.EUnavailable, "cannot list dead jobs", err)
 	}
-	if list == nil {
-		list = []any{}
-	}
-	b, err := json.Marshal(fiber.Map{"dead": list})
+	items, err := json.Marshal(list)
 	if err != nil {
 		return hookgate.WrapError(hookgate.EInternal, "encode dead jobs", err)
 	}
+	if string(items) == "null" {
+		items = []byte("[]")
+	}
+	b, _ := json.Marshal(fiber.Map{"dead": json.RawMessage(items)})
 	c.Set(fiber.HeaderContentType, fiber.MIMEApplicationJSON)
 	return c.Send([]byte(g.deps.Secrets.Redact(string(b))))
 }
@@ -370,7 +375,7 @@ func (g *Gateway) adminReplay(c *fiber.Ctx) error {
 	if g.deps.Admin.Dead == nil {
 		return hookgate.Errorf(hookgate.ENotFound, "dead letters are not available")
 	}
-	id := c.Params("id")
+	id := param(c, "id")
 	ctx, cancel := adminCtx(c)
 	defer cancel()
 	if err := g.deps.Admin.Dead.Replay(ctx, id); err != nil {
@@ -399,7 +404,7 @@ func (g *Gateway) adminCall(c *fiber.Ctx) error {
 	}
 	ctx, cancel := adminCtx(c)
 	defer cancel()
-	res, err := g.deps.Admin.Caller.Call(ctx, c.Params("portal"), c.Params("method"), params)
+	res, err := g.deps.Admin.Caller.Call(ctx, param(c, "portal"), param(c, "method"), params)
 	var ae *outbound.APIError
 	switch {
 	case err == nil:
