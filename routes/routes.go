@@ -149,7 +149,10 @@ var stubFuncs = template.FuncMap{
 func parse(name, src string) (*template.Template, error) {
 	t, err := template.New(name).Funcs(stubFuncs).Option("missingkey=zero").Parse(src)
 	if err != nil {
-		return nil, fmt.Errorf("template parse error: %s", strings.TrimPrefix(err.Error(), "template: "))
+		// "template: NAME:1: unclosed action" → "line 1: unclosed action";
+		// the caller names the key path.
+		msg := strings.TrimPrefix(err.Error(), "template: "+name+":")
+		return nil, fmt.Errorf("template parse error: line %s", msg)
 	}
 	return t, nil
 }

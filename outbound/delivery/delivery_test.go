@@ -207,6 +207,7 @@ func TestOutcomes(t *testing.T) {
 
 func TestTransportFailures(t *testing.T) {
 	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.ReadAll(r.Body) // so that the server notices the client leaving
 		select {
 		case <-r.Context().Done():
 		case <-time.After(5 * time.Second):
