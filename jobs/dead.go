@@ -5,8 +5,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/url"
 	"slices"
 	"strconv"
+	"strings"
 
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -18,7 +20,7 @@ func (q *Queue) Dead(ctx context.Context) ([]DeadJob, error) {
 		return nil, fmt.Errorf("jobs: list dead: %w", err)
 	}
 	defer w.Stop()
-	var out []DeadJob
+	out := []DeadJob{}
 	for {
 		select {
 		case <-ctx.Done():
@@ -44,8 +46,16 @@ func (q *Queue) DeadJob(ctx context.Context, id string) (*DeadJob, error) {
 	return d, err
 }
 
+// getDead reads a dead entry. Route job ids hold a "/" (event id/route),
+// which admin URLs carry escaped (%2F): an id not found as given is tried
+// path-unescaped.
 func (q *Queue) getDead(ctx context.Context, id string) (*DeadJob, uint64, error) {
 	e, err := q.dead.Get(ctx, kvKey(id))
+	if errors.Is(err, jetstream.ErrKeyNotFound) && strings.Contains(id, "%") {
+		if u, uerr := url.PathUnescape(id); uerr == nil && u != id {
+			return q.getDead(ctx, u)
+		}
+	}
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		return nil, 0, fmt.Errorf("%w: %q", ErrNotFound, id)
 	}
@@ -70,10 +80,11 @@ func (q *Queue) Replay(ctx context.Context, id string) error {
 	if err != nil {
 		return err
 	}
-	key := kvKey(id)
+	key := kvKey(d.Job.ID)
 	if err := q.state.Purge(ctx, key); err != nil {
 		return fmt.Errorf("jobs: replay %q: reset state: %w", id, err)
 	}
+	id = d.Job.ID
 	msgID := d.Job.ID + "#replay-" + strconv.FormatUint(rev, 10)
 	if _, err := q.publish(ctx, d.Job, msgID); err != nil {
 		return fmt.Errorf("jobs: replay: %w", err)

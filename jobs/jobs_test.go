@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/url"
 	"os"
 	"strconv"
 	"sync"
@@ -385,14 +386,15 @@ func TestDeadLetterAndReplay(t *testing.T) {
 		t.Errorf("Replay(unknown) = %v; want ErrNotFound", err)
 	}
 	healthy.Store(true)
-	if err := q.Replay(context.Background(), id); err != nil {
+	// As an admin URL carries it: escaped.
+	if err := q.Replay(context.Background(), url.PathEscape(id)); err != nil {
 		t.Fatalf("Replay: %v", err)
 	}
 	eventually(t, 5*time.Second, "replayed run", func() bool { return len(rec.of(id)) == 4 })
 	if c := rec.of(id)[3]; c.attempt != 1 {
 		t.Errorf("replayed attempt = %d; want 1 (attempts reset)", c.attempt)
 	}
-	if d, err := q.Dead(context.Background()); err != nil || len(d) != 0 {
+	if d, err := q.Dead(context.Background()); err != nil || d == nil || len(d) != 0 {
 		t.Errorf("Dead after replay = %v, %v; want none", d, err)
 	}
 	eventually(t, 5*time.Second, "empty queue", func() bool { n, _ := q.Pending(context.Background()); return n == 0 })
