@@ -175,9 +175,17 @@ func Migrate(ctx context.Context, conn driver.Conn, database string, retention t
 				return fmt.Errorf("history: migration %d (%s): %w", m.version, m.name, err)
 			}
 		}
-		q := fmt.Sprintf("INSERT INTO %s.%s (version, name, applied_at) VALUES (%d, '%s', now())",
-			quoteIdent(database), MigrationsTable, m.version, strings.ReplaceAll(m.name, "'", ""))
-		if err := conn.Exec(ctx, q); err != nil {
+		// A batch, not INSERT ... VALUES through Exec: 18.16 answers an
+		// INSERT with a data block that Exec never reads.
+		b, err := conn.PrepareBatch(ctx, fmt.Sprintf("INSERT INTO %s.%s (version, name, applied_at)", quoteIdent(database), MigrationsTable))
+		if err == nil {
+			if err = b.Append(m.version, m.name, time.Now()); err == nil {
+				err = b.Send()
+			} else {
+				b.Abort()
+			}
+		}
+		if err != nil {
 			return fmt.Errorf("history: record migration %d: %w", m.version, err)
 		}
 	}
