@@ -521,3 +521,44 @@ func TestGracefulStopHandsBack(t *testing.T) {
 		t.Fatal("handed-back job did not run again")
 	}
 }
+
+// TestLongHandlerKeptAlive: a handler running past AckWait keeps its job
+// (InProgress): a second instance does not get it meanwhile.
+func TestLongHandlerKeptAlive(t *testing.T) {
+	bus, url := openBusAt(t, t.TempDir())
+	defer bus.Close()
+	cfg := Config{Schedule: []time.Duration{time.Hour}, Partitions: 1, AckWait: 300 * time.Millisecond}
+	var pendingSeen sync.Map
+	q1 := newQueue(t, bus.JetStream(), Config{Schedule: cfg.Schedule, Partitions: 1, AckWait: cfg.AckWait, PendingEvery: 20 * time.Millisecond},
+		WithObserver(Observer{Pending: func(n int) { pendingSeen.Store(n, true) }}))
+	nc, err := nats.Connect(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js2, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	q2 := newQueue(t, js2, cfg)
+	var runs atomic.Int32
+	h := func(ctx context.Context, j *Job, attempt int) error {
+		runs.Add(1)
+		select {
+		case <-time.After(1200 * time.Millisecond):
+		case <-ctx.Done():
+		}
+		return nil
+	}
+	run(t, q1, h)
+	run(t, q2, h)
+	enqueue(t, q1, Job{ID: "long", Key: "k"})
+	eventually(t, 10*time.Second, "job done", func() bool { n, _ := q1.Pending(context.Background()); return runs.Load() > 0 && n == 0 })
+	time.Sleep(500 * time.Millisecond)
+	if n := runs.Load(); n != 1 {
+		t.Errorf("a job running 4× AckWait ran %d times; want 1", n)
+	}
+	if _, ok := pendingSeen.Load(1); !ok {
+		t.Error("the observer never saw 1 pending job")
+	}
+}

@@ -168,10 +168,10 @@ func (q *Queue) process(ctx context.Context, msg jetstream.Msg, h Handler) {
 	}
 	log := q.log.With("job", j.ID, "kind", j.Kind)
 	key := kvKey(j.ID)
+	// KV and ack operations finish even while stopping.
 	octx, cancel := context.WithTimeout(context.WithoutCancel(ctx), opTimeout)
-	defer cancel()
-
 	st, stored, err := q.loadState(octx, key)
+	cancel()
 	if err != nil {
 		log.Warn("read job state", "err", err)
 		_ = msg.NakWithDelay(errorPause)
@@ -191,6 +191,8 @@ func (q *Queue) process(ctx context.Context, msg jetstream.Msg, h Handler) {
 	start := time.Now()
 	herr, handedBack := q.runHandler(ctx, msg, h, &j, attempt, last)
 	took := time.Since(start)
+	octx, cancel = context.WithTimeout(context.WithoutCancel(ctx), opTimeout)
+	defer cancel()
 
 	if herr == nil {
 		if err := msg.DoubleAck(octx); err != nil {

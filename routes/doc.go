@@ -18,6 +18,12 @@
 //     stored; if storing fails it is redelivered and the jobs already
 //     stored de-duplicate.
 //
+// The consumer is created with DeliverAll: the first run routes the events
+// already on the stream (within bus.max_age); later runs go on where the
+// consumer stopped, so events accepted while routing was down are routed
+// when it is back. A route added to the config applies to events routed
+// after the restart.
+//
 // A job renders call.params (Go text/template over the event: `.` is the
 // hookgate.Event, `param "data[FIELDS][ID]"` reads data.params, `json
 // "a.b.0.c"` reads data.json), calls the portal with the event id and

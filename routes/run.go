@@ -48,10 +48,16 @@ func (e *Engine) Run(ctx context.Context, js jetstream.JetStream) error {
 	if err != nil {
 		return fmt.Errorf("routes: consumer %s on %s: %w", e.deps.Consumer, stream, err)
 	}
+	rctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	var wg sync.WaitGroup
 	var qerr error
-	wg.Go(func() { e.consume(ctx, cons) })
-	wg.Go(func() { qerr = e.deps.Queue.Run(ctx, e.Handle) })
+	wg.Go(func() { e.consume(rctx, cons) })
+	wg.Go(func() {
+		if qerr = e.deps.Queue.Run(rctx, e.Handle); qerr != nil {
+			cancel() // no workers: stop routing too
+		}
+	})
 	wg.Wait()
 	return qerr
 }
