@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/url"
 	"strings"
 	"time"
 
@@ -375,7 +376,11 @@ func (g *Gateway) adminReplay(c *fiber.Ctx) error {
 	if g.deps.Admin.Dead == nil {
 		return hookgate.Errorf(hookgate.ENotFound, "dead letters are not available")
 	}
+	// job ids may hold a "/" (route jobs: <event id>/<route>), sent as %2F
 	id := param(c, "id")
+	if u, err := url.PathUnescape(id); err == nil {
+		id = u
+	}
 	ctx, cancel := adminCtx(c)
 	defer cancel()
 	if err := g.deps.Admin.Dead.Replay(ctx, id); err != nil {

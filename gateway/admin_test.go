@@ -102,7 +102,7 @@ func newAdminFixture(t *testing.T, o adminOptions) *adminFixture {
 	}}
 	logs := &syncBuffer{}
 	var mu sync.Mutex
-	dead := []deadJob{{ID: "job-1", Error: "http 500"}}
+	dead := []deadJob{{ID: "job-1", Error: "http 500"}, {ID: "evt-7/deal-sync", Error: "http 404"}}
 	deadLetters := gateway.DeadLetterFuncs{
 		ListFunc: func(context.Context) (any, error) {
 			mu.Lock()
@@ -342,8 +342,8 @@ func TestAdminDeadLetters(t *testing.T) {
 	f := newAdminFixture(t, adminOptions{})
 	status, body, _ := f.do(t, "GET", "/admin/dead", adminToken, "")
 	dead, _ := body["dead"].([]any)
-	if status != 200 || len(dead) != 1 || dead[0].(map[string]any)["id"] != "job-1" {
-		t.Fatalf("GET /admin/dead = %d %v; want job-1", status, body)
+	if status != 200 || len(dead) != 2 || dead[0].(map[string]any)["id"] != "job-1" {
+		t.Fatalf("GET /admin/dead = %d %v; want job-1 and evt-7/deal-sync", status, body)
 	}
 	tests := []struct {
 		name, id string
@@ -353,6 +353,7 @@ func TestAdminDeadLetters(t *testing.T) {
 		{"replay", "job-1", 200, "replayed"},
 		{"replay again", "job-1", 404, "not_found"},
 		{"unknown", "job-2", 404, "not_found"},
+		{"route job id with a slash", "evt-7%2Fdeal-sync", 200, "replayed"},
 	}
 	for _, tc := range tests {
 		status, body, _ := f.do(t, "POST", "/admin/dead/"+tc.id+"/replay", adminToken, "")
