@@ -322,9 +322,11 @@ func oneArg(name string, args []string) (string, error) {
 
 func seconds(c Context) int64 { return int64(math.Max(c.Interval.Seconds(), 1)) }
 
-func dateTime(t time.Time) string   { return fmt.Sprintf("toDateTime(%d)", t.Unix()) }
-func dateTime64(t time.Time) string { return fmt.Sprintf("fromUnixTimestamp64Milli(%d)", t.UnixMilli()) }
-func date(t time.Time) string       { return fmt.Sprintf("toDate('%s')", t.UTC().Format("2006-01-02")) }
+func dateTime(t time.Time) string { return fmt.Sprintf("toDateTime(%d)", t.Unix()) }
+func dateTime64(t time.Time) string {
+	return fmt.Sprintf("fromUnixTimestamp64Milli(%d)", t.UnixMilli())
+}
+func date(t time.Time) string { return fmt.Sprintf("toDate('%s')", t.UTC().Format("2006-01-02")) }
 
 var macros = map[string]macro{
 	"timeFilter": func(c Context, args []string) (string, error) {
