@@ -100,7 +100,11 @@ type recorder struct {
 	rows []hookgate.Exchange
 }
 
-func (r *recorder) Record(x hookgate.Exchange) { r.mu.Lock(); r.rows = append(r.rows, x); r.mu.Unlock() }
+func (r *recorder) Record(x hookgate.Exchange) {
+	r.mu.Lock()
+	r.rows = append(r.rows, x)
+	r.mu.Unlock()
+}
 
 type fixture struct {
 	srv     *httptest.Server
