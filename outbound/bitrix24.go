@@ -660,7 +660,10 @@ func retryAfter(h http.Header) time.Duration {
 		return 0
 	}
 	if n, err := strconv.Atoi(strings.TrimSpace(v)); err == nil && n >= 0 {
-		return time.Duration(n) * time.Second
+		// cap before multiplying: a huge value must not overflow into a
+		// negative wait (found by FuzzParseEnvelope)
+		const maxSeconds = 7 * 24 * 3600
+		return time.Duration(min(n, maxSeconds)) * time.Second
 	}
 	if t, err := http.ParseTime(v); err == nil {
 		return max(time.Until(t), 0)
