@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -17,6 +18,10 @@ import (
 	"github.com/hookgate/hookgate/events"
 	"github.com/hookgate/hookgate/gateway"
 	"github.com/hookgate/hookgate/history"
+	"github.com/hookgate/hookgate/jobs"
+	"github.com/hookgate/hookgate/metrics"
+	"github.com/hookgate/hookgate/outbound"
+	"github.com/hookgate/hookgate/routes"
 	"github.com/hookgate/hookgate/vault"
 )
 
@@ -37,6 +42,7 @@ func cmdServe(ctx context.Context, args []string, stderr io.Writer) error {
 type app struct {
 	cfg     *config.Config
 	log     *slog.Logger
+	metrics *metrics.Metrics
 	secrets *vault.Store
 	bus     *events.Bus
 	gw      *gateway.Gateway
@@ -45,14 +51,19 @@ type app struct {
 	// rows has stopped; histDone is closed when Run has returned.
 	histStop context.CancelFunc
 	histDone chan struct{}
+	// workStop ends the routes engine and job workers (step 4 of the
+	// shutdown); workDone is closed when they have returned.
+	workStop context.CancelFunc
+	workDone chan struct{}
 }
 
 func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, redact redactPtr) error {
 	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
 		return fmt.Errorf("data_dir: %w", err)
 	}
-	a := &app{cfg: cfg, log: log}
-	secrets, err := vault.New(ctx, cfg.Secrets, vault.WithLogger(log))
+	m := metrics.New()
+	a := &app{cfg: cfg, log: log, metrics: m}
+	secrets, err := vault.New(ctx, cfg.Secrets, vault.WithLogger(log), vault.WithObserver(m.Secret))
 	if err != nil {
 		return err
 	}
@@ -64,7 +75,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, redact red
 		return err
 	}
 
-	hist, err := openHistory(ctx, cfg, secrets, log)
+	hist, err := openHistory(ctx, cfg, secrets, log, history.WithObserver(m.HistoryRows), history.WithSpoolGauge(m.SpoolBytes))
 	if err != nil {
 		return err
 	}
@@ -84,6 +95,8 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, redact red
 			log.Warn("history close", "err", err)
 		}
 	}()
+	// every row also feeds the outbound metrics of deliveries
+	rec := metricRecorder{next: hist, m: m}
 
 	bus, err := events.Open(ctx, cfg.Bus, cfg.DataDir, events.WithLogger(log))
 	if err != nil {
@@ -91,6 +104,64 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, redact red
 	}
 	defer bus.Close()
 	a.bus = bus
+	js := bus.JetStream()
+
+	portals := map[string]*outbound.Bitrix24{}
+	for _, p := range cfg.Portals {
+		ref := p.Secret
+		c, err := outbound.NewBitrix24(p, func(ctx context.Context) (hookgate.Secret, error) {
+			return secrets.Secret(ctx, ref)
+		}, outbound.WithRecorder(rec), outbound.WithLogger(log), outbound.WithObserver(m), outbound.WithRetries(p.Retries))
+		if err != nil {
+			return fmt.Errorf("portal %q: %w", p.ID, err)
+		}
+		portals[p.ID] = c
+		m.BreakerState(p.ID, "closed")
+	}
+
+	queue, err := jobs.New(ctx, js, jobs.FromConfig(cfg.Retry), jobs.WithLogger(log),
+		jobs.WithObserver(jobs.Observer{Pending: m.JobsPending, Dead: func(jobs.DeadJob) { m.JobDead() }}))
+	if err != nil {
+		return err
+	}
+	if dead, err := queue.Dead(ctx); err == nil {
+		m.SetJobsDead(len(dead))
+	}
+	disabled, err := routes.DisabledBucket(ctx, js)
+	if err != nil {
+		return err
+	}
+	engine, err := routes.New(cfg.Routes, routes.Deps{
+		Queue: queue, Portals: portals, Secrets: secrets, Disabled: disabled,
+		Recorder: rec, Logger: log, Stream: cfg.Bus.Stream,
+	})
+	if err != nil {
+		return err
+	}
+
+	store, err := events.NewSourceStore(ctx, js)
+	if err != nil {
+		return err
+	}
+	var admin *gateway.Admin
+	if cfg.Admin.Token != "" {
+		admin = &gateway.Admin{
+			Token:   cfg.Admin.Token,
+			Sources: store,
+			Dead: gateway.DeadLetterFuncs{
+				ListFunc: func(ctx context.Context) (any, error) { return queue.Dead(ctx) },
+				ReplayFunc: func(ctx context.Context, id string) error {
+					err := queue.Replay(ctx, id)
+					if err == nil {
+						m.JobReplayed()
+					}
+					return err
+				},
+				NotFound: jobs.ErrNotFound,
+			},
+			Caller: portalCaller(portals),
+		}
+	}
 
 	gw, err := gateway.New(cfg.Server, cfg.Sources, gateway.Deps{
 		Registry: registry(),
@@ -98,6 +169,9 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, redact red
 		Bus:      bus,
 		Recorder: hist,
 		Logger:   log,
+		Observe:  m.Inbound,
+		Metrics:  m.Handler(),
+		Admin:    admin,
 		Checks: map[string]gateway.Check{
 			"bus":     bus.Check,
 			"secrets": secrets.Check,
@@ -109,19 +183,38 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, redact red
 		return err
 	}
 	a.gw = gw
+	if rt, err := store.List(ctx); err == nil && len(rt) > 0 {
+		if err := gw.SetRuntimeSources(rt); err != nil {
+			log.Warn("runtime sources", "err", secrets.Redact(err.Error()))
+		}
+	}
 	ln, err := net.Listen("tcp", cfg.Server.Listen)
 	if err != nil {
 		return fmt.Errorf("listen %s: %w", cfg.Server.Listen, err)
 	}
 	log.Info("hookgate serving", "version", hookgate.Version, "listen", ln.Addr().String(),
-		"sources", len(cfg.Sources), "bus_embedded", bus.Embedded(), "bus_listen", cfg.Bus.Listen)
+		"sources", len(cfg.Sources), "routes", len(cfg.Routes), "portals", len(cfg.Portals),
+		"bus_embedded", bus.Embedded(), "bus_listen", cfg.Bus.Listen, "admin", admin != nil)
 
+	workCtx, workStop := context.WithCancel(context.WithoutCancel(ctx))
+	a.workStop, a.workDone = workStop, make(chan struct{})
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
 		if err := gw.Serve(ln); err != nil && !errors.Is(err, net.ErrClosed) {
 			return fmt.Errorf("http: %w", err)
 		}
 		return nil
+	})
+	g.Go(func() error {
+		defer close(a.workDone)
+		return engine.Run(workCtx, js)
+	})
+	g.Go(func() error {
+		return store.Watch(gctx, func(s []config.Source) {
+			if err := gw.SetRuntimeSources(s); err != nil {
+				log.Warn("runtime sources", "err", secrets.Redact(err.Error()))
+			}
+		})
 	})
 	g.Go(func() error {
 		<-gctx.Done()
@@ -132,26 +225,42 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, redact red
 
 // shutdown runs the graceful stop in order: readiness off, stop accepting,
 // finish in-flight requests, hand back jobs, drain the bus, flush history.
+// All of it within server.shutdown_timeout.
 func (a *app) shutdown() error {
 	deadline := a.cfg.Server.ShutdownTimeout.D()
 	ctx, cancel := context.WithTimeout(context.Background(), deadline)
 	defer cancel()
 	a.log.Info("shutting down", "timeout", deadline)
-	a.gw.SetDraining()
+	a.gw.SetDraining() // 1. /readyz answers 503
 	var errs []error
+	// 2 and 3: stop accepting connections, let in-flight requests finish
 	if err := a.gw.Shutdown(ctx); err != nil {
 		errs = append(errs, fmt.Errorf("http shutdown: %w", err))
 	}
+	// 4. workers finish their job or hand it back (nak)
+	a.workStop()
+	select {
+	case <-a.workDone:
+	case <-ctx.Done():
+		errs = append(errs, errors.New("job workers did not stop within shutdown_timeout"))
+	}
+	// 5. the bus drains
 	if err := a.bus.Drain(remaining(ctx)); err != nil {
 		errs = append(errs, err)
 	}
+	// 6. history flushes (what cannot reach ClickHouse stays in the spool)
 	a.histStop()
 	select {
 	case <-a.histDone:
 	case <-ctx.Done():
 		errs = append(errs, errors.New("history flush did not finish within shutdown_timeout; rows stay in the spool"))
 	}
-	return errors.Join(errs...)
+	if err := errors.Join(errs...); err != nil {
+		a.log.Warn("shutdown incomplete", "err", err)
+		return err
+	}
+	a.log.Info("shut down cleanly")
+	return nil
 }
 
 func remaining(ctx context.Context) time.Duration {
@@ -161,9 +270,39 @@ func remaining(ctx context.Context) time.Duration {
 	return 5 * time.Second
 }
 
+// metricRecorder passes rows to history and counts deliveries (outbound
+// rows of provider "http") in the outbound metrics; Bitrix24 calls are
+// counted by the client's own observer.
+type metricRecorder struct {
+	next hookgate.Recorder
+	m    *metrics.Metrics
+}
+
+func (r metricRecorder) Record(x hookgate.Exchange) {
+	if x.Direction == hookgate.Outbound && x.Provider == "http" {
+		r.m.Outbound(x.Source, x.Operation, x.Outcome, time.Duration(float64(x.DurationMS)*float64(time.Millisecond)))
+	}
+	r.next.Record(x)
+}
+
+// portalCaller is the admin API's Caller over the portal clients.
+type portalCaller map[string]*outbound.Bitrix24
+
+func (p portalCaller) Call(ctx context.Context, portal, method string, params map[string]any) (json.RawMessage, error) {
+	c, ok := p[portal]
+	if !ok {
+		return nil, hookgate.Errorf(hookgate.ENotFound, "unknown portal %q", portal)
+	}
+	res, err := c.Call(ctx, method, params)
+	if err != nil {
+		return nil, err
+	}
+	return res.Result, nil
+}
+
 // openHistory opens the history writer: ClickHouse when configured (the
 // schema is migrated before the first insert), NDJSON files otherwise.
-func openHistory(ctx context.Context, cfg *config.Config, secrets *vault.Store, log *slog.Logger) (*history.Writer, error) {
+func openHistory(ctx context.Context, cfg *config.Config, secrets *vault.Store, log *slog.Logger, opts ...history.Option) (*history.Writer, error) {
 	var password string
 	if ref := cfg.History.ClickHouse.Password; ref != "" {
 		s, err := secrets.Secret(ctx, ref)
@@ -172,8 +311,8 @@ func openHistory(ctx context.Context, cfg *config.Config, secrets *vault.Store, 
 		}
 		password = s.Reveal()
 	}
-	return history.New(ctx, cfg.History, cfg.DataDir, password,
-		history.WithLogger(log), history.WithRedact(secrets.Redact))
+	opts = append([]history.Option{history.WithLogger(log), history.WithRedact(secrets.Redact)}, opts...)
+	return history.New(ctx, cfg.History, cfg.DataDir, password, opts...)
 }
 
 // checkSecrets reads every secret reference of the config once at start:
