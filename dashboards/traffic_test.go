@@ -13,8 +13,8 @@ import (
 // recorded; the checks compute their expected numbers from those rows.
 //
 // Today seed records the rows the gateway, the Bitrix24 client and the
-// delivery jobs write for this traffic (their shapes follow gateway.row and
-// outbound's attempt rows). To drive real traffic instead, start the
+// deliveries write for this traffic (their shapes follow gateway's row,
+// outbound.Bitrix24's attempt rows and outbound/delivery's rows). To drive real traffic instead, start the
 // gateway with rec as its history Recorder, send the requests, and return
 // capture.Rows(): the checks need nothing else.
 
@@ -23,7 +23,7 @@ type story struct {
 	Delivered  string // E2: call retried (QUERY_LIMIT_EXCEEDED), delivery retried (502), then delivered
 	Dead       string // E3: call ok, delivery timed out, 503, dead-lettered
 	Retrying   string // E4: call hit OPERATION_TIME_LIMIT then the open breaker; waiting
-	Failed     string // E5: call ok, delivery refused for good (400)
+	Failed     string // E5: call ok, delivery refused for good (410 Gone)
 	Unrouted   string // E7: accepted, no route: no outbound rows
 	RecentBase time.Time
 }
@@ -92,9 +92,10 @@ func seed(t *testing.T, rec hookgate.Recorder, now time.Time) ([]hookgate.Exchan
 		})
 	}
 	deliver := func(eventID, dest, outcome, code string, status, attempt uint16, ms float32) {
+		event := map[string]string{"deal-sync": "ONCRMDEALADD", "landing-forward": "Lead"}[dest]
 		c.Record(hookgate.Exchange{
 			TS: next(), ExchangeID: hookgate.NewUUID(), EventID: eventID, Direction: hookgate.Outbound,
-			Source: dest, Provider: "http", Operation: "deliver", HTTPMethod: "POST",
+			Source: dest, Provider: "http", Event: event, Operation: "deliver", HTTPMethod: "POST",
 			URL:    "https://platform.example.com/hooks/" + dest,
 			Status: status, Outcome: outcome, Error: code, Attempt: attempt, DurationMS: ms,
 			RequestHeaders: "webhook-signature: [redacted]\n", RequestBody: `{"deal":{"ID":"9"}}`,
@@ -140,10 +141,11 @@ func seed(t *testing.T, rec hookgate.Recorder, now time.Time) ([]hookgate.Exchan
 	b24(e[4], ok, "", 200, 7)
 	call(e[4], "crm.deal.get", "retry", "OPERATION_TIME_LIMIT", 429, 1, 20)
 	call(e[4], "crm.deal.get", "retry", "circuit_open", 0, 2, 0)
-	// E5, E6: a landing page's leads; E5's delivery is refused for good.
+	// E5, E6: a landing page's leads; E5's delivery is refused for good
+	// (410 Gone: outbound/delivery's one permanent answer).
 	landing(e[5], ok, "", 200, 9)
 	call(e[5], "crm.lead.add", "ok", "", 200, 1, 300)
-	deliver(e[5], "landing-forward", "failed", "http_400", 400, 1, 15)
+	deliver(e[5], "landing-forward", "failed", "gone", 410, 1, 15)
 	landing("", rej, "body_too_large", 413, 1)
 	landing(e[6], ok, "", 200, 8)
 	deliver(e[6], "landing-forward", "ok", "", 200, 1, 50)

@@ -3,9 +3,10 @@
 -- A delivery is the durable job that posts one event to a platform
 -- endpoint: its attempts are the outbound rows with operation = 'deliver'
 -- (source = the delivery's destination, the route's name). A delivery
--- failed when its latest attempt in the window ended 'failed' (a permanent
--- error: any 4xx but 429) or 'dead' (the retry schedule is spent and the job
--- is dead-lettered; `hookgate dead replay` sends it again). Deliveries still
+-- failed when its latest attempt in the window ended 'failed' (refused for
+-- good: 410 Gone, error 'gone', which also disables the route) or 'dead'
+-- (the retry schedule is spent and the job is dead-lettered; `hookgate dead
+-- replay` sends it again). Deliveries still
 -- retrying, or replayed and then delivered, are not listed.
 --
 -- One row per event and destination, newest failure first.
