@@ -120,7 +120,7 @@ func tableOutcomes(t *testing.T, conn driver.Conn, database string) map[string]u
 }
 
 // rowCounts returns count() and uniqExact(exchange_id).
-func rowCounts(t *testing.T, conn driver.Conn, database string) (total, distinct uint64) {
+func rowCounts(t testing.TB, conn driver.Conn, database string) (total, distinct uint64) {
 	t.Helper()
 	if err := conn.QueryRow(context.Background(), "SELECT count(), uniqExact(exchange_id) FROM "+database+".exchanges").Scan(&total, &distinct); err != nil {
 		t.Fatalf("count rows: %v", err)
