@@ -115,6 +115,9 @@ type ClickHouseServer struct {
 // directory and waits until it accepts native connections.
 func StartClickHouse(t testing.TB) *ClickHouseServer {
 	t.Helper()
+	if testing.Short() {
+		t.Skipf("-short: %s needs a private ClickHouse server", t.Name())
+	}
 	bin := os.Getenv(EnvClickHouseBin)
 	if bin == "" {
 		bin = DefaultClickHouseBin
