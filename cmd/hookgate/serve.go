@@ -175,7 +175,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, redact red
 		Checks: map[string]gateway.Check{
 			"bus":     bus.Check,
 			"secrets": secrets.Check,
-			"history": func(context.Context) error { return hist.Healthy() },
+			"history": historyReady(hist),
 		},
 		HistoryBodyBytes: cfg.History.MaxBodyBytes,
 	})
@@ -268,6 +268,19 @@ func remaining(ctx context.Context) time.Duration {
 		return max(time.Until(d), 100*time.Millisecond)
 	}
 	return 5 * time.Second
+}
+
+// historyReady is the history readiness check. ClickHouse being down is
+// not a reason to take the gateway out of rotation — rows wait in the spool
+// — but a full spool (rows being dropped) or unwritable files are.
+func historyReady(h *history.Writer) gateway.Check {
+	return func(context.Context) error {
+		err := h.Healthy()
+		if errors.Is(err, history.ErrClickHouseDown) {
+			return nil
+		}
+		return err
+	}
 }
 
 // metricRecorder passes rows to history and counts deliveries (outbound

@@ -1,0 +1,97 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"text/tabwriter"
+	"time"
+
+	"github.com/hookgate/hookgate/config"
+	"github.com/hookgate/hookgate/events"
+	"github.com/hookgate/hookgate/jobs"
+)
+
+// cmdDead lists dead-lettered jobs or replays one:
+//
+//	hookgate dead list [--json]
+//	hookgate dead replay ID
+//
+// It uses the running gateway's bus; with no gateway running and an
+// embedded bus, it opens the bus under data_dir itself (no listener).
+func cmdDead(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs, path := flags("dead", stderr)
+	asJSON := fs.Bool("json", false, "list as JSON")
+	if err := fs.Parse(args); err != nil {
+		return exitError(2)
+	}
+	if fs.NArg() == 0 || (fs.Arg(0) == "replay" && fs.NArg() != 2) || (fs.Arg(0) != "list" && fs.Arg(0) != "replay") {
+		fmt.Fprintln(stderr, "usage: hookgate dead [--config FILE] list [--json] | replay ID")
+		return exitError(2)
+	}
+	cfg, err := loadConfig(*path)
+	if err != nil {
+		return err
+	}
+	bus, err := openBusForCLI(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer bus.Close()
+	q, err := jobs.New(ctx, bus.JetStream(), jobs.FromConfig(cfg.Retry))
+	if err != nil {
+		return err
+	}
+	if fs.Arg(0) == "replay" {
+		if err := q.Replay(ctx, fs.Arg(1)); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "replayed %s\n", fs.Arg(1))
+		return nil
+	}
+	dead, err := q.Dead(ctx)
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(dead)
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tKIND\tEVENT\tATTEMPTS\tDIED\tLAST ERROR")
+	for _, d := range dead {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\n", d.Job.ID, d.Job.Kind, d.Job.EventID, d.Attempts,
+			d.DeadAt.UTC().Format(time.RFC3339), oneLine(d.LastError, 120))
+	}
+	return tw.Flush()
+}
+
+// openBusForCLI connects to the running gateway's bus (bus.url, else
+// bus.listen); when nothing answers and the bus is embedded, it opens the
+// store under data_dir with no listener.
+func openBusForCLI(ctx context.Context, cfg *config.Config) (*events.Bus, error) {
+	url := cfg.Bus.URL
+	if url == "" {
+		url = "nats://" + cfg.Bus.Listen
+	}
+	bus, err := events.Connect(url)
+	if err == nil || cfg.Bus.URL != "" {
+		return bus, err
+	}
+	return events.Open(ctx, cfg.Bus, cfg.DataDir, events.WithoutListener())
+}
+
+func oneLine(s string, n int) string {
+	b := []rune(s)
+	for i, r := range b {
+		if r == '\n' || r == '\t' {
+			b[i] = ' '
+		}
+	}
+	if len(b) > n {
+		return string(b[:n]) + "…"
+	}
+	return string(b)
+}

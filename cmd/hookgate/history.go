@@ -1,0 +1,62 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/hookgate/hookgate/analytics"
+	"github.com/hookgate/hookgate/vault"
+)
+
+// cmdHistory prints an event's trace (--event-id) or a summary table
+// (--source, --since) from ClickHouse or the NDJSON history files.
+func cmdHistory(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	path, rest := configArg(args)
+	cfg, err := loadConfig(path)
+	if err != nil {
+		return err
+	}
+	var password string
+	if ref := cfg.History.ClickHouse.Password; ref != "" {
+		log, redact := newLogger(cfg.Log, stderr)
+		secrets, err := vault.New(ctx, cfg.Secrets, vault.WithLogger(log))
+		if err != nil {
+			return err
+		}
+		defer secrets.Close()
+		rf := secrets.Redact
+		redact.Store(&rf)
+		s, err := secrets.Secret(ctx, ref)
+		if err != nil {
+			return fmt.Errorf("history.clickhouse.password: %w", err)
+		}
+		password = s.Reveal()
+	}
+	src, closeSrc, err := analytics.Open(cfg.History, cfg.DataDir, password)
+	if err != nil {
+		return err
+	}
+	defer closeSrc()
+	return analytics.Run(ctx, src, rest, stdout)
+}
+
+// configArg takes --config FILE (or --config=FILE) out of args.
+func configArg(args []string) (path string, rest []string) {
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		switch {
+		case a == "--config" || a == "-config":
+			if i+1 < len(args) {
+				path = args[i+1]
+				i++
+			}
+		case strings.HasPrefix(a, "--config=") || strings.HasPrefix(a, "-config="):
+			path = a[strings.Index(a, "=")+1:]
+		default:
+			rest = append(rest, a)
+		}
+	}
+	return path, rest
+}
