@@ -1,0 +1,148 @@
+package main
+
+import (
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hookgate/hookgate/internal/testenv"
+)
+
+// TestTwoInstances runs two gateways against one external NATS server and
+// one ClickHouse (issue 8): a source created through A's admin API is
+// served by B within 1 s, and route jobs are each executed exactly once
+// across the pair.
+func TestTwoInstances(t *testing.T) {
+	bin := testenv.Require(t, testenv.EnvNATSBin, "nats-server")
+	chAddr := testenv.ClickHouse(t)
+	db := testenv.ClickHouseDatabase(t, chAddr)
+	port := testenv.FreePort(t)
+	testenv.StartProcess(t, bin, "-js", "-sd", t.TempDir(), "-a", "127.0.0.1", "-p", strconv.Itoa(port))
+	if err := testenv.WaitTCP(fmt.Sprintf("127.0.0.1:%d", port), 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	seen := map[string]int{}
+	plat := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		seen[r.Header.Get("webhook-id")]++
+		mu.Unlock()
+		w.WriteHeader(204)
+	}))
+	defer plat.Close()
+
+	const adminTok = "two-admin-token-8s1d"
+	start := func(name string) *gatewayProc {
+		path, dir := writeConfig(t, fmt.Sprintf(`
+data_dir: {{data}}
+secrets: {backend: file, file: {{dir}}/secrets.yaml}
+bus: {url: "nats://127.0.0.1:%d"}
+history:
+  clickhouse: {addr: ["%s"], database: %s}
+  flush_interval: 200ms
+retry: {schedule: [200ms, 400ms], workers: 8}
+admin: {token: admin/token}
+sources:
+  - {id: b24, provider: bitrix24, secret: b24/token}
+routes:
+  - name: fanout
+    on: {source: "*", event: "*"}
+    deliver: {url: "%s/in", secret: platform/signing}
+`, port, chAddr, db, plat.URL))
+		os.WriteFile(filepath.Join(dir, "secrets.yaml"), []byte(`
+admin/token: {token: `+adminTok+`}
+b24/token: {token: two-b24-token-4f7g}
+runtime/token: {token: runtime-token-1q2w}
+platform/signing: {token: whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw}
+`), 0o600)
+		return startGateway(t, path)
+	}
+	a, b := start("a"), start("b")
+
+	// a runtime source through A, served by B within 1 s
+	req, _ := http.NewRequest("PUT", a.URL+"/admin/sources/rt", strings.NewReader(`{"provider":"token","secret":"runtime/token","event":"rt.ping"}`))
+	req.Header.Set("Authorization", "Bearer "+adminTok)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("PUT /admin/sources/rt on A: %d", resp.StatusCode)
+	}
+	created := time.Now()
+	var took time.Duration
+	for {
+		status, _ := post(t, b.URL+"/webhook/rt?token=runtime-token-1q2w", "application/json", `{"ping":1}`, nil)
+		if status == 200 {
+			took = time.Since(created)
+			break
+		}
+		if time.Since(created) > time.Second {
+			t.Fatalf("B still answers %d for the runtime source 1 s after A created it", status)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Logf("runtime source created on A served by B after %v", took)
+
+	// 1,000 events split across A and B: every route job runs exactly once
+	const n = 1000
+	var wg sync.WaitGroup
+	accepted := make(chan string, n)
+	for w := 0; w < 8; w++ {
+		wg.Add(1)
+		go func(w int) {
+			defer wg.Done()
+			for i := w; i < n; i += 8 {
+				g := a
+				if i%2 == 1 {
+					g = b
+				}
+				status, body := post(t, g.URL+"/webhook/b24", formType, bitrixForm("two-b24-token-4f7g", strconv.Itoa(i), strconv.Itoa(1767000000+i)), nil)
+				if status == 200 && body["status"] == "accepted" {
+					accepted <- body["id"]
+				}
+			}
+		}(w)
+	}
+	wg.Wait()
+	close(accepted)
+	want := map[string]bool{}
+	for id := range accepted {
+		want[id+"/fanout"] = true
+	}
+	if len(want) != n {
+		t.Fatalf("%d of %d events accepted", len(want), n)
+	}
+	waitFor(t, "every job delivered", 120*time.Second, func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		got := 0
+		for id := range want {
+			if seen[id] > 0 {
+				got++
+			}
+		}
+		return got == n
+	})
+	time.Sleep(time.Second) // a second execution would show up now
+	mu.Lock()
+	defer mu.Unlock()
+	twice := 0
+	for id := range want {
+		if seen[id] != 1 {
+			twice++
+		}
+	}
+	if twice != 0 {
+		t.Errorf("%d of %d jobs executed more than once across the two instances", twice, n)
+	}
+	t.Logf("%d jobs across two instances, each delivered exactly once", n)
+}
