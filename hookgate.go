@@ -32,6 +32,17 @@ func (d Direction) String() string {
 	return "unknown"
 }
 
+// ParseDirection reads a direction by name or Enum8 number; 0 if neither.
+func ParseDirection(s string) Direction {
+	switch s {
+	case "inbound", "1":
+		return Inbound
+	case "outbound", "2":
+		return Outbound
+	}
+	return 0
+}
+
 // Outcomes of an exchange, as stored in exchanges.outcome.
 const (
 	OutcomeAccepted  = "accepted"  // inbound, stored on the bus

@@ -56,7 +56,7 @@ func (c *ClickHouse) Trace(ctx context.Context, eventID string) ([]hookgate.Exch
 			return nil, fmt.Errorf("analytics: trace %s: %w", eventID, err)
 		}
 		x.TS = x.TS.UTC()
-		x.Direction = parseDirection(dir)
+		x.Direction = hookgate.ParseDirection(dir)
 		out = append(out, x)
 	}
 	if err := rows.Err(); err != nil {
@@ -87,7 +87,7 @@ func (c *ClickHouse) Summary(ctx context.Context, source string, since time.Time
 			&r.LastError, &r.First, &r.Last); err != nil {
 			return nil, fmt.Errorf("analytics: summary: %w", err)
 		}
-		r.Direction = parseDirection(dir)
+		r.Direction = hookgate.ParseDirection(dir)
 		r.First, r.Last = r.First.UTC(), r.Last.UTC()
 		out = append(out, r)
 	}
@@ -95,14 +95,4 @@ func (c *ClickHouse) Summary(ctx context.Context, source string, since time.Time
 		return nil, fmt.Errorf("analytics: summary: %w", err)
 	}
 	return out, nil
-}
-
-func parseDirection(s string) hookgate.Direction {
-	switch s {
-	case "inbound", "1":
-		return hookgate.Inbound
-	case "outbound", "2":
-		return hookgate.Outbound
-	}
-	return 0
 }

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -29,66 +28,6 @@ var _ Source = (*Files)(nil)
 
 // NewFiles reads the files in dir (data_dir/history).
 func NewFiles(dir string) *Files { return &Files{dir: dir} }
-
-// fileRow is a JSONEachRow line: ts as "YYYY-MM-DD hh:mm:ss" in UTC
-// (history.TimeLayout; a fraction is accepted too), direction as the
-// Enum8 name (or its number).
-type fileRow struct {
-	TS             string          `json:"ts"`
-	ExchangeID     string          `json:"exchange_id"`
-	EventID        string          `json:"event_id"`
-	Direction      json.RawMessage `json:"direction"`
-	Source         string          `json:"source"`
-	Provider       string          `json:"provider"`
-	Event          string          `json:"event"`
-	Operation      string          `json:"operation"`
-	HTTPMethod     string          `json:"http_method"`
-	URL            string          `json:"url"`
-	Status         uint16          `json:"status"`
-	Outcome        string          `json:"outcome"`
-	Error          string          `json:"error"`
-	Attempt        uint16          `json:"attempt"`
-	DurationMS     float32         `json:"duration_ms"`
-	RequestHeaders string          `json:"request_headers"`
-	RequestBody    string          `json:"request_body"`
-	ResponseBody   string          `json:"response_body"`
-	RemoteAddr     string          `json:"remote_addr"`
-}
-
-func parseTS(s string) (time.Time, error) {
-	for _, layout := range []string{history.TimeLayout, "2006-01-02 15:04:05.999999999", time.RFC3339Nano} {
-		if t, err := time.ParseInLocation(layout, s, time.UTC); err == nil {
-			return t.UTC(), nil
-		}
-	}
-	return time.Time{}, fmt.Errorf("unreadable ts %q", s)
-}
-
-func (r *fileRow) exchange() (hookgate.Exchange, error) {
-	ts, err := parseTS(r.TS)
-	if err != nil {
-		return hookgate.Exchange{}, err
-	}
-	var dir string
-	if err := json.Unmarshal(r.Direction, &dir); err != nil {
-		var n int
-		if err := json.Unmarshal(r.Direction, &n); err != nil {
-			return hookgate.Exchange{}, fmt.Errorf("unreadable direction %s", r.Direction)
-		}
-		dir = fmt.Sprint(n)
-	}
-	d := parseDirection(dir)
-	if d == 0 {
-		return hookgate.Exchange{}, fmt.Errorf("unknown direction %s", r.Direction)
-	}
-	return hookgate.Exchange{
-		TS: ts, ExchangeID: r.ExchangeID, EventID: r.EventID, Direction: d, Source: r.Source,
-		Provider: r.Provider, Event: r.Event, Operation: r.Operation, HTTPMethod: r.HTTPMethod, URL: r.URL,
-		Status: r.Status, Outcome: r.Outcome, Error: r.Error, Attempt: r.Attempt, DurationMS: r.DurationMS,
-		RequestHeaders: r.RequestHeaders, RequestBody: r.RequestBody, ResponseBody: r.ResponseBody,
-		RemoteAddr: r.RemoteAddr,
-	}, nil
-}
 
 // each calls f for every row of every file, oldest file first. A last line
 // without its newline is a row being written: it is skipped.
@@ -127,11 +66,7 @@ func eachLine(name string, f func(hookgate.Exchange)) error {
 		if len(line) == 0 {
 			continue
 		}
-		var r fileRow
-		if err := json.Unmarshal(line, &r); err != nil {
-			return fmt.Errorf("analytics: %s:%d: %w", name, n, err)
-		}
-		x, err := r.exchange()
+		x, err := history.ParseJSONEachRow(line)
 		if err != nil {
 			return fmt.Errorf("analytics: %s:%d: %w", name, n, err)
 		}

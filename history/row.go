@@ -7,7 +7,6 @@ import (
 	"math"
 	"strconv"
 	"time"
-	"unicode/utf8"
 
 	"github.com/hookgate/hookgate"
 )
@@ -16,20 +15,6 @@ import (
 // of ClickHouse 18.16 reads in JSONEachRow (no fraction), in UTC. Modern
 // servers read it into DateTime64(3) too.
 const TimeLayout = "2006-01-02 15:04:05"
-
-// Truncate returns s cut to at most max bytes (never inside a UTF-8
-// sequence), marked with a suffix "…[truncated N bytes]" that tells how many
-// bytes were cut. The mark comes on top of max. max <= 0 means no limit.
-func Truncate(s string, max int) string {
-	if max <= 0 || len(s) <= max {
-		return s
-	}
-	cut := max
-	for cut > 0 && !utf8.RuneStart(s[cut]) {
-		cut--
-	}
-	return s[:cut] + "…[truncated " + strconv.Itoa(len(s)-cut) + " bytes]"
-}
 
 var errBadRow = errors.New("history: bad row")
 
@@ -92,10 +77,10 @@ func clean(x *hookgate.Exchange, redact func(string) string, maxBody int) {
 		x.ResponseBody = redact(x.ResponseBody)
 		x.Error = redact(x.Error)
 	}
-	x.RequestHeaders = Truncate(x.RequestHeaders, maxBody)
-	x.RequestBody = Truncate(x.RequestBody, maxBody)
-	x.ResponseBody = Truncate(x.ResponseBody, maxBody)
-	x.URL = Truncate(x.URL, maxBody)
+	x.RequestHeaders = hookgate.Truncate(x.RequestHeaders, maxBody)
+	x.RequestBody = hookgate.Truncate(x.RequestBody, maxBody)
+	x.ResponseBody = hookgate.Truncate(x.ResponseBody, maxBody)
+	x.URL = hookgate.Truncate(x.URL, maxBody)
 }
 
 // rowSize estimates a row's memory, for the queue's byte bound.
@@ -128,6 +113,49 @@ type jsonRow struct {
 	RequestBody    string  `json:"request_body"`
 	ResponseBody   string  `json:"response_body"`
 	RemoteAddr     string  `json:"remote_addr"`
+}
+
+// ParseJSONEachRow reads one line of an NDJSON history file (the inverse of
+// AppendJSONEachRow). It also reads ts with a fraction or in RFC 3339 and
+// direction as the Enum8 number, as ClickHouse's own JSONEachRow output
+// may have them.
+func ParseJSONEachRow(line []byte) (hookgate.Exchange, error) {
+	var r struct {
+		jsonRow
+		Direction json.RawMessage `json:"direction"`
+	}
+	if err := json.Unmarshal(line, &r); err != nil {
+		return hookgate.Exchange{}, err
+	}
+	var ts time.Time
+	var err error
+	for _, layout := range []string{TimeLayout, "2006-01-02 15:04:05.999999999", time.RFC3339Nano} {
+		if ts, err = time.ParseInLocation(layout, r.TS, time.UTC); err == nil {
+			break
+		}
+	}
+	if err != nil {
+		return hookgate.Exchange{}, fmt.Errorf("unreadable ts %q", r.TS)
+	}
+	var dir string
+	if json.Unmarshal(r.Direction, &dir) != nil {
+		var n int
+		if json.Unmarshal(r.Direction, &n) != nil {
+			return hookgate.Exchange{}, fmt.Errorf("unreadable direction %s", r.Direction)
+		}
+		dir = strconv.Itoa(n)
+	}
+	d := hookgate.ParseDirection(dir)
+	if d == 0 {
+		return hookgate.Exchange{}, fmt.Errorf("unknown direction %s", r.Direction)
+	}
+	return hookgate.Exchange{
+		TS: ts.UTC(), ExchangeID: r.ExchangeID, EventID: r.EventID, Direction: d, Source: r.Source,
+		Provider: r.Provider, Event: r.Event, Operation: r.Operation, HTTPMethod: r.HTTPMethod, URL: r.URL,
+		Status: r.Status, Outcome: r.Outcome, Error: r.Error, Attempt: r.Attempt, DurationMS: r.DurationMS,
+		RequestHeaders: r.RequestHeaders, RequestBody: r.RequestBody, ResponseBody: r.ResponseBody,
+		RemoteAddr: r.RemoteAddr,
+	}, nil
 }
 
 // AppendJSONEachRow appends x as one JSONEachRow line (with its newline) of

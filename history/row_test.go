@@ -13,26 +13,6 @@ import (
 	"github.com/hookgate/hookgate"
 )
 
-func TestTruncate(t *testing.T) {
-	tests := []struct {
-		name string
-		in   string
-		max  int
-		want string
-	}{
-		{"short", "hello", 10, "hello"},
-		{"exact", "hello", 5, "hello"},
-		{"no limit", "hello", 0, "hello"},
-		{"cut", "hello world", 5, "hello…[truncated 6 bytes]"},
-		{"utf8 boundary", "aжb", 2, "a…[truncated 3 bytes]"},
-	}
-	for _, tc := range tests {
-		if got := Truncate(tc.in, tc.max); got != tc.want {
-			t.Errorf("Truncate(%s) = %q; want %q", tc.name, got, tc.want)
-		}
-	}
-}
-
 func TestAppendJSONEachRow(t *testing.T) {
 	x := hookgate.Exchange{
 		TS:         time.Date(2026, 11, 22, 10, 4, 5, 123e6, time.FixedZone("X", 3600)),
