@@ -211,6 +211,7 @@ func (b *kvBackend) relogin(ctx context.Context, gen uint64) error {
 	if err == nil || !isStatus(b.safe("", err), http.StatusForbidden) {
 		return nil
 	}
+	b.log.Info("vault token refused, logging in again")
 	sec, err := b.login(ctx)
 	if err != nil {
 		return err
@@ -445,7 +446,11 @@ func (b *kvBackend) safe(op string, err error) error {
 		e.status = re.StatusCode
 		detail = fmt.Sprintf("vault answered %d", re.StatusCode)
 		if !re.RawError && len(re.Errors) > 0 {
-			detail += ": " + strings.Join(re.Errors, "; ")
+			msgs := make([]string, len(re.Errors))
+			for i, m := range re.Errors {
+				msgs[i] = strings.Join(strings.Fields(m), " ")
+			}
+			detail += ": " + strings.Join(msgs, "; ")
 		}
 		if re.StatusCode == http.StatusNotFound {
 			e.cause = errNotFound
