@@ -107,11 +107,11 @@ func Parse(data []byte, environ []string) (*Config, error) {
 	if len(bytes.TrimSpace(data)) > 0 {
 		problems = append(problems, decodeYAML(data, cfg)...)
 	}
+	cfg.fillDefaults() // before the environment, so it can override them
 	problems = append(problems, applyEnv(cfg, environ)...)
 	if len(problems) > 0 {
 		return nil, problems
 	}
-	cfg.fillDefaults()
 	return cfg, nil
 }
 

@@ -1,0 +1,136 @@
+package config_test
+
+import (
+	"bufio"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/hookgate/hookgate/config"
+)
+
+var known = config.Known{Providers: []string{"bitrix24", "apikey", "token", "standard", "github"}}
+
+// TestInvalidExamples loads every file of testdata/ and checks that the
+// problems reported are exactly its "# want:" lines, all at once.
+func TestInvalidExamples(t *testing.T) {
+	files, _ := filepath.Glob("testdata/*.yaml")
+	if len(files) == 0 {
+		t.Fatal("no testdata")
+	}
+	for _, f := range files {
+		var want []string
+		fh, err := os.Open(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sc := bufio.NewScanner(fh)
+		for sc.Scan() {
+			if w, ok := strings.CutPrefix(sc.Text(), "# want: "); ok {
+				want = append(want, w)
+			}
+		}
+		fh.Close()
+		cfg, err := config.Load(f, nil)
+		if err == nil {
+			err = cfg.Validate(known)
+		}
+		var ps config.Problems
+		if !errors.As(err, &ps) {
+			t.Errorf("%s: err = %v; want config.Problems", f, err)
+			continue
+		}
+		var got []string
+		for _, p := range ps {
+			got = append(got, p.String())
+		}
+		if diff := cmp.Diff(want, got); diff != "" {
+			t.Errorf("%s: problems (-want +got):\n%s", f, diff)
+		}
+	}
+}
+
+func TestDefaultsAreValid(t *testing.T) {
+	cfg, err := config.Load("", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cfg.Validate(known); err != nil {
+		t.Errorf("defaults: %v", err)
+	}
+	if cfg.Server.Listen != "127.0.0.1:8080" || cfg.Bus.Listen != "127.0.0.1:4222" || cfg.Bus.Stream != "HOOKGATE" ||
+		cfg.Secrets.Vault.CacheTTL.D() != 30*time.Second || len(cfg.Retry.Schedule) != 9 || cfg.Retry.Schedule[8].D() != 72*time.Hour {
+		t.Errorf("defaults differ from SPEC.md: %+v", cfg)
+	}
+}
+
+func TestSampleConfig(t *testing.T) {
+	cfg, err := config.Load("../examples/hookgate.yaml", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cfg.Validate(known); err != nil {
+		t.Errorf("examples/hookgate.yaml: %v", err)
+	}
+}
+
+func TestEnvOverrides(t *testing.T) {
+	yaml := []byte(`
+sources:
+  - {id: a, provider: token, secret: a/token}
+portals:
+  - {id: main, base_url: "https://x.bitrix24.com", user_id: 1, secret: p/s}
+`)
+	env := []string{
+		"HOOKGATE_SERVER_LISTEN=0.0.0.0:9090",
+		"HOOKGATE_DATA_DIR=/var/lib/hookgate",
+		"HOOKGATE_HISTORY_CLICKHOUSE_ADDR=h1:9000, h2:9000",
+		"HOOKGATE_RETRY_SCHEDULE=1s,2s",
+		"HOOKGATE_SOURCES_0_SECRET=a/rotated#value",
+		"HOOKGATE_PORTALS_0_RATE_PER_SECOND=5",
+		"HOOKGATE_SERVER_MAX_BODY_BYTES=2048",
+		"HOOKGATE_TEST_SOMETHING=ignored",
+		"VAULT_ADDR=http://vault:8200",
+		"PATH=/bin",
+	}
+	cfg, err := config.Parse(yaml, env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := []any{cfg.Server.Listen, cfg.DataDir, cfg.History.ClickHouse.Addr, cfg.Retry.Schedule[1].D(), cfg.Sources[0].Secret,
+		cfg.Portals[0].Rate.PerSecond, cfg.Server.MaxBodyBytes, cfg.Secrets.Vault.Address}
+	want := []any{"0.0.0.0:9090", "/var/lib/hookgate", []string{"h1:9000", "h2:9000"}, 2 * time.Second, "a/rotated#value",
+		5.0, int64(2048), "http://vault:8200"}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("overrides (-want +got):\n%s", diff)
+	}
+	_, err = config.Parse(nil, []string{"HOOKGATE_SERVER_MAX_BODY_BYTES=lots", "HOOKGATE_RETRY_SCHEDULE=1s,never"})
+	var ps config.Problems
+	if !errors.As(err, &ps) || len(ps) != 2 {
+		t.Errorf("bad env values: %v; want 2 problems", err)
+	}
+}
+
+func TestParseSecretRef(t *testing.T) {
+	tests := []struct{ ref, path, field string }{
+		{"a/b", "a/b", "token"},
+		{"a/b#password", "a/b", "password"},
+		{"a#", "a", "token"},
+	}
+	for _, tc := range tests {
+		p, f, err := config.ParseSecretRef(tc.ref)
+		if err != nil || p != tc.path || f != tc.field {
+			t.Errorf("ParseSecretRef(%q) = %q, %q, %v; want %q, %q", tc.ref, p, f, err, tc.path, tc.field)
+		}
+	}
+	for _, bad := range []string{"", "#x", "/a", "a/", "a//b"} {
+		if _, _, err := config.ParseSecretRef(bad); err == nil {
+			t.Errorf("ParseSecretRef(%q) accepted", bad)
+		}
+	}
+}
