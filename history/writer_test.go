@@ -192,8 +192,11 @@ func TestWriterOutcomes(t *testing.T) {
 	}
 	// A burst larger than the queue overflows to the spool: written or
 	// replayed, never dropped.
-	if c.get(ResultWritten)+c.get(ResultReplayed) != 2345 || c.get(ResultDropped) != 0 {
-		t.Errorf("observer = %v; want 2345 written or replayed, none dropped", c.n)
+	// (skipped: rows of a spooled batch found already in ClickHouse after
+	// an insert that timed out under load; the table counts above prove
+	// they are there once.)
+	if c.get(ResultWritten)+c.get(ResultReplayed)+c.get(ResultSkipped) != 2345 || c.get(ResultDropped) != 0 {
+		t.Errorf("observer = %v; want 2345 written, replayed or skipped, none dropped", c.n)
 	}
 
 	// One row read back whole.

@@ -102,17 +102,64 @@ func openVault(ctx context.Context, cfg config.Vault, o options, red *redactor) 
 	default:
 		err = fmt.Errorf("vault: unknown auth %q (want token or approle)", cfg.Auth)
 	}
-	if err != nil {
+	if err != nil && !unreachable(err) {
 		return nil, err
+	}
+	if err != nil {
+		// Vault is down at start: start anyway, so that the gateway is up
+		// when Vault comes back. Secrets not cached answer 503 meanwhile
+		// (a cold miss never answers 200); authentication is retried in
+		// the background.
+		b.log.Warn("vault unreachable at start; uncached secrets answer 503 until it is back", "err", err)
+		auth = nil
 	}
 
 	wctx, stop := context.WithCancel(context.WithoutCancel(ctx))
 	b.stop = stop
 	go func() {
 		defer close(b.done)
+		if auth == nil {
+			if auth = b.authRetry(wctx); auth == nil {
+				return
+			}
+			b.log.Info("vault reachable again, authenticated")
+		}
 		b.watch(wctx, auth)
 	}()
 	return b, nil
+}
+
+// unreachable reports whether err means Vault gave no answer at all (as
+// opposed to refusing the credentials).
+func unreachable(err error) bool {
+	var e *vaultError
+	return errors.As(err, &e) && e.status == 0 && !errors.Is(err, context.Canceled)
+}
+
+// authRetry authenticates until it works or ctx ends (nil then), backing
+// off from 1 s to 30 s: a token lookup for token auth, a login for
+// AppRole.
+func (b *kvBackend) authRetry(ctx context.Context) *api.Secret {
+	if b.cfg.Auth == "approle" {
+		return b.loginRetry(ctx)
+	}
+	wait := time.Second
+	for {
+		sec, err := b.lookupSelf(ctx, b.client.Token())
+		if err == nil {
+			return sec
+		}
+		if !unreachable(err) {
+			b.log.Error("vault refused the token", "err", err)
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 30*time.Second)
+	}
 }
 
 func (b *kvBackend) cacheTTL() time.Duration { return b.cfg.CacheTTL.D() }

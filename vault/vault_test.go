@@ -485,11 +485,18 @@ func TestVaultDown(t *testing.T) {
 		t.Errorf("Check while down = %v; want code %q", err, hookgate.EUnavailable)
 	}
 	noSecret(t, "Check error", errText(err), values...)
-	if s2, err := vault.New(ctx, vaultConfig(v)); err == nil {
-		s2.Close()
-		t.Errorf("New while Vault is down = nil error")
+	// A store opened while Vault is down starts (so a gateway restarted
+	// during an outage is up when Vault returns), and answers cold reads
+	// with EUnavailable, never a value.
+	s2, err := vault.New(ctx, vaultConfig(v))
+	if err != nil {
+		t.Fatalf("New while Vault is down = %v; want a store that waits for Vault", err)
+	}
+	defer s2.Close()
+	if _, err := s2.Secret(ctx, "app/warm"); hookgate.ErrorCode(err) != hookgate.EUnavailable {
+		t.Errorf("cold Secret on a store opened while Vault is down = %v; want code %q", err, hookgate.EUnavailable)
 	} else {
-		noSecret(t, "New error", err.Error(), values...)
+		noSecret(t, "cold error", err.Error(), values...)
 	}
 
 	// Back up (empty: a dev server forgets), with a new value.
@@ -504,6 +511,17 @@ func TestVaultDown(t *testing.T) {
 	}
 	if err := s.Check(ctx); err != nil {
 		t.Errorf("Check after restart = %v", err)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		got, err := s2.Secret(ctx, "app/warm")
+		if err == nil && got.Reveal() == "warm-value-2" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("store opened while Vault was down: Secret after restart = %q, %v", got.Reveal(), err)
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 
 	log := logs.String()
