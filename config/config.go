@@ -34,7 +34,10 @@ type Server struct {
 	WriteTimeout    Duration `yaml:"write_timeout"`
 	IdleTimeout     Duration `yaml:"idle_timeout"`
 	ShutdownTimeout Duration `yaml:"shutdown_timeout"`
-	TrustedProxies  []string `yaml:"trusted_proxies"`
+	// DrainDelay is how long /readyz answers 503 before the listener
+	// closes on shutdown, for load balancers to notice (default 0).
+	DrainDelay     Duration `yaml:"drain_delay"`
+	TrustedProxies []string `yaml:"trusted_proxies"`
 }
 
 // Secrets selects and configures the secret store.

@@ -36,10 +36,7 @@ func TestInvalidExamples(t *testing.T) {
 			}
 		}
 		fh.Close()
-		cfg, err := config.Load(f, nil)
-		if err == nil {
-			err = cfg.Validate(known)
-		}
+		_, err = config.LoadValid(f, nil, known)
 		var ps config.Problems
 		if !errors.As(err, &ps) {
 			t.Errorf("%s: err = %v; want config.Problems", f, err)

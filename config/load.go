@@ -83,8 +83,8 @@ func durations(ds ...time.Duration) []Duration {
 
 // Load reads the YAML file at path (strictly: unknown keys are errors) over
 // the defaults, applies HOOKGATE_* overrides from environ (os.Environ() in
-// main), and fills per-entry defaults. It does not Validate. An empty path
-// means defaults plus environment.
+// main), and fills per-entry defaults. It does not Validate (LoadValid
+// does). An empty path means defaults plus environment.
 func Load(path string, environ []string) (*Config, error) {
 	var data []byte
 	if path != "" {
@@ -97,7 +97,29 @@ func Load(path string, environ []string) (*Config, error) {
 	return Parse(data, environ)
 }
 
-// Parse is Load for YAML already in memory.
+// LoadValid is Load followed by Validate, reporting the problems of both
+// together: unknown keys and bad durations along with unknown providers,
+// duplicate ids and missing secret references.
+func LoadValid(path string, environ []string, known Known) (*Config, error) {
+	cfg, err := Load(path, environ)
+	var problems Problems
+	if err != nil && !errors.As(err, &problems) {
+		return nil, err
+	}
+	if cfg != nil {
+		var vp Problems
+		if verr := cfg.Validate(known); errors.As(verr, &vp) {
+			problems = append(problems, vp...)
+		}
+	}
+	if len(problems) > 0 {
+		return nil, problems
+	}
+	return cfg, nil
+}
+
+// Parse is Load for YAML already in memory. On problems it returns them
+// with the part of the configuration that could be read.
 func Parse(data []byte, environ []string) (*Config, error) {
 	cfg := Default()
 	if addr := lookupEnv(environ, "VAULT_ADDR"); addr != "" {
@@ -110,7 +132,7 @@ func Parse(data []byte, environ []string) (*Config, error) {
 	cfg.fillDefaults() // before the environment, so it can override them
 	problems = append(problems, applyEnv(cfg, environ)...)
 	if len(problems) > 0 {
-		return nil, problems
+		return cfg, problems // what could be read, for LoadValid
 	}
 	return cfg, nil
 }

@@ -132,6 +132,16 @@ func (c *Config) Validate(known Known) error {
 	if c.Admin.Token != "" {
 		checkRef(add, "admin.token", c.Admin.Token)
 	}
+	switch strings.ToLower(c.Log.Level) {
+	case "debug", "info", "warn", "error":
+	default:
+		add("log.level", "unknown level %q (want debug, info, warn or error)", c.Log.Level)
+	}
+	switch strings.ToLower(c.Log.Format) {
+	case "text", "json":
+	default:
+		add("log.format", "unknown format %q (want text or json)", c.Log.Format)
+	}
 	providers := map[string]bool{}
 	for _, p := range known.Providers {
 		providers[p] = true

@@ -32,6 +32,18 @@ type Admin struct {
 	Dead DeadLetters
 	// Caller makes Bitrix24 REST calls; nil = 404 on /admin/call.
 	Caller Caller
+	// Routes lists and re-enables routes disabled by a 410 from the
+	// platform; nil = 404 on /admin/routes.
+	Routes Routes
+}
+
+// Routes is what the admin API needs of the route engine.
+type Routes interface {
+	// Disabled lists the disabled routes (answered as JSON).
+	Disabled(ctx context.Context) (any, error)
+	// Enable re-enables a route; an unknown route is an error with code
+	// hookgate.ENotFound.
+	Enable(ctx context.Context, name string) error
 }
 
 // SourceStore persists the sources created at runtime. Every instance
@@ -96,6 +108,8 @@ func (g *Gateway) mountAdmin(app *fiber.App) {
 	a.Get("/dead", g.adminListDead)
 	a.Post("/dead/:id/replay", g.adminReplay)
 	a.Post("/call/:portal/:method", g.adminCall)
+	a.Get("/routes/disabled", g.adminDisabledRoutes)
+	a.Post("/routes/:name/enable", g.adminEnableRoute)
 	a.All("/*", func(*fiber.Ctx) error {
 		return hookgate.Errorf(hookgate.ENotFound, "no such admin endpoint")
 	})
@@ -390,6 +404,35 @@ func (g *Gateway) adminReplay(c *fiber.Ctx) error {
 		return hookgate.WrapError(hookgate.EUnavailable, "cannot replay the job", err)
 	}
 	return c.JSON(fiber.Map{"status": "replayed", "id": id})
+}
+
+func (g *Gateway) adminDisabledRoutes(c *fiber.Ctx) error {
+	if g.deps.Admin.Routes == nil {
+		return hookgate.Errorf(hookgate.ENotFound, "routes are not available")
+	}
+	ctx, cancel := adminCtx(c)
+	defer cancel()
+	list, err := g.deps.Admin.Routes.Disabled(ctx)
+	if err != nil {
+		return hookgate.WrapError(hookgate.EUnavailable, "cannot list disabled routes", err)
+	}
+	return c.JSON(fiber.Map{"disabled": list})
+}
+
+func (g *Gateway) adminEnableRoute(c *fiber.Ctx) error {
+	if g.deps.Admin.Routes == nil {
+		return hookgate.Errorf(hookgate.ENotFound, "routes are not available")
+	}
+	name := param(c, "name")
+	ctx, cancel := adminCtx(c)
+	defer cancel()
+	if err := g.deps.Admin.Routes.Enable(ctx, name); err != nil {
+		if hookgate.ErrorCode(err) == hookgate.ENotFound {
+			return err
+		}
+		return hookgate.WrapError(hookgate.EUnavailable, "cannot enable the route", err)
+	}
+	return c.JSON(fiber.Map{"status": "enabled", "route": name})
 }
 
 // adminCall makes one REST call. The portal's answers keep the Bitrix24

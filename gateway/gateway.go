@@ -53,8 +53,12 @@ type Deps struct {
 	Logger   *slog.Logger
 	Now      func() time.Time
 	Observe  Observer
-	// Checks are the readiness checks by name (bus, secrets, history).
+	// Checks are the readiness checks by name (bus, history): one failing
+	// makes /readyz answer 503.
 	Checks map[string]Check
+	// Degraded are checks shown by /readyz that do not fail it (secrets:
+	// cached values keep serving while the store is down).
+	Degraded map[string]Check
 	// HistoryBodyBytes truncates bodies in history rows; 0 = 64 KiB.
 	HistoryBodyBytes int
 	// PublishTimeout bounds the wait for JetStream's acknowledgement; 0 = 5 s.
@@ -387,10 +391,19 @@ func (g *Gateway) readyz(c *fiber.Ctx) error {
 			checks[name] = "ok"
 		}
 	}
+	status := "ready"
+	for name, check := range g.deps.Degraded {
+		if err := check(ctx); err != nil {
+			status = "degraded"
+			checks[name] = "degraded: " + g.deps.Secrets.Redact(err.Error())
+		} else {
+			checks[name] = "ok"
+		}
+	}
 	if !ok {
 		return c.Status(fiber.StatusServiceUnavailable).JSON(fiber.Map{"status": "unavailable", "checks": checks})
 	}
-	return c.JSON(fiber.Map{"status": "ready", "checks": checks})
+	return c.JSON(fiber.Map{"status": status, "checks": checks})
 }
 
 // errorHandler answers errors Fiber raises before a handler runs (body over

@@ -26,35 +26,65 @@ func cmdDead(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err := fs.Parse(args); err != nil {
 		return exitError(2)
 	}
+	if fs.NArg() > 1 && fs.Arg(0) == "list" {
+		// flags after the subcommand: dead list --json
+		if err := fs.Parse(fs.Args()[1:]); err != nil {
+			return exitError(2)
+		}
+		if fs.NArg() > 0 {
+			fmt.Fprintln(stderr, "usage: hookgate dead [--config FILE] list [--json] | replay ID")
+			return exitError(2)
+		}
+		return deadList(ctx, *path, *asJSON, stdout)
+	}
 	if fs.NArg() == 0 || (fs.Arg(0) == "replay" && fs.NArg() != 2) || (fs.Arg(0) != "list" && fs.Arg(0) != "replay") {
 		fmt.Fprintln(stderr, "usage: hookgate dead [--config FILE] list [--json] | replay ID")
 		return exitError(2)
 	}
-	cfg, err := loadConfig(*path)
+	if fs.Arg(0) == "list" {
+		return deadList(ctx, *path, *asJSON, stdout)
+	}
+	q, closeBus, err := cliQueue(ctx, *path)
 	if err != nil {
 		return err
+	}
+	defer closeBus()
+	if err := q.Replay(ctx, fs.Arg(1)); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "replayed %s\n", fs.Arg(1))
+	return nil
+}
+
+// cliQueue opens the job queue on the gateway's bus.
+func cliQueue(ctx context.Context, path string) (*jobs.Queue, func(), error) {
+	cfg, err := loadConfig(path)
+	if err != nil {
+		return nil, nil, err
 	}
 	bus, err := openBusForCLI(ctx, cfg)
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
-	defer bus.Close()
-	q, err := jobs.New(ctx, bus.JetStream(), jobs.FromConfig(cfg.Retry))
+	q, err := jobs.New(ctx, bus.JetStream(), jobsConfig(cfg))
+	if err != nil {
+		bus.Close()
+		return nil, nil, err
+	}
+	return q, func() { bus.Close() }, nil
+}
+
+func deadList(ctx context.Context, path string, asJSON bool, stdout io.Writer) error {
+	q, closeBus, err := cliQueue(ctx, path)
 	if err != nil {
 		return err
 	}
-	if fs.Arg(0) == "replay" {
-		if err := q.Replay(ctx, fs.Arg(1)); err != nil {
-			return err
-		}
-		fmt.Fprintf(stdout, "replayed %s\n", fs.Arg(1))
-		return nil
-	}
+	defer closeBus()
 	dead, err := q.Dead(ctx)
 	if err != nil {
 		return err
 	}
-	if *asJSON {
+	if asJSON {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
 		return enc.Encode(dead)

@@ -42,7 +42,8 @@ commands:
   migrate [--config FILE]                          create/upgrade the ClickHouse schema
   call    [--config FILE] PORTAL METHOD [k=v ...]  one Bitrix24 REST call, JSON result on stdout
   tail    [--config FILE] [SUBJECT]                print events from the bus as they arrive
-  dead    [--config FILE] list | replay ID         dead-lettered jobs
+  dead    [--config FILE] list [--json] | replay ID   dead-lettered jobs
+  routes  [--config FILE] disabled | enable NAME   routes disabled by a 410 from the platform
   history [--config FILE] --event-id ID | --source S [--since 1h]
   version                                          print the version
 `
@@ -85,6 +86,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return cmdDead(ctx, rest, stdout, stderr)
 	case "history":
 		return cmdHistory(ctx, rest, stdout, stderr)
+	case "routes":
+		return cmdRoutes(ctx, rest, stdout, stderr)
 	case "version", "--version", "-v":
 		fmt.Fprintln(stdout, "hookgate", hookgate.Version)
 		return nil
@@ -114,12 +117,5 @@ func loadConfig(path string) (*config.Config, error) {
 			path = "hookgate.yaml"
 		}
 	}
-	cfg, err := config.Load(path, os.Environ())
-	if err != nil {
-		return nil, err
-	}
-	if err := cfg.Validate(config.Known{Providers: registry().Names()}); err != nil {
-		return nil, err
-	}
-	return cfg, nil
+	return config.LoadValid(path, os.Environ(), config.Known{Providers: registry().Names()})
 }

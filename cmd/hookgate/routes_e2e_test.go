@@ -248,6 +248,31 @@ routes:
 		t.Errorf("hookgate history --event-id printed:\n%s\nwant rows for %v in order", out, order)
 	}
 
+	// the admin API lists disabled routes and re-enables one
+	admin := func(method, path string) (int, string) {
+		req, _ := http.NewRequest(method, g.URL+path, nil)
+		req.Header.Set("Authorization", "Bearer "+adminTok)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if status, body := admin("GET", "/admin/routes/disabled"); status != 200 || !strings.Contains(body, `"disabled"`) {
+		t.Errorf("GET /admin/routes/disabled: %d %s", status, body)
+	}
+	if status, _ := admin("POST", "/admin/routes/nope/enable"); status != 404 {
+		t.Errorf("enable an unknown route: %d; want 404", status)
+	}
+	if status, body := admin("POST", "/admin/routes/deal-sync/enable"); status != 200 {
+		t.Errorf("enable deal-sync: %d %s", status, body)
+	}
+	if status, body := admin("GET", "/admin/dead"); status != 200 || !strings.Contains(body, "broken") {
+		t.Errorf("GET /admin/dead: %d %s; want the broken route's job", status, body)
+	}
+
 	checkDashboards(t, db, eventID)
 	checkMetrics(t, g.URL)
 }

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"slices"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -119,7 +120,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, redact red
 		m.BreakerState(p.ID, "closed")
 	}
 
-	queue, err := jobs.New(ctx, js, jobs.FromConfig(cfg.Retry), jobs.WithLogger(log),
+	queue, err := jobs.New(ctx, js, jobsConfig(cfg), jobs.WithLogger(log),
 		jobs.WithObserver(jobs.Observer{Pending: m.JobsPending, Dead: func(jobs.DeadJob) { m.JobDead() }}))
 	if err != nil {
 		return err
@@ -160,6 +161,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, redact red
 				NotFound: jobs.ErrNotFound,
 			},
 			Caller: portalCaller(portals),
+			Routes: routeAdmin{engine},
 		}
 	}
 
@@ -174,9 +176,11 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, redact red
 		Admin:    admin,
 		Checks: map[string]gateway.Check{
 			"bus":     bus.Check,
-			"secrets": secrets.Check,
 			"history": historyReady(hist),
 		},
+		// Vault down does not take the gateway out of rotation: cached
+		// secrets keep serving; /readyz shows it as degraded.
+		Degraded:         map[string]gateway.Check{"secrets": secrets.Check},
 		HistoryBodyBytes: cfg.History.MaxBodyBytes,
 	})
 	if err != nil {
@@ -217,6 +221,21 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, redact red
 		})
 	})
 	g.Go(func() error {
+		// the dead-letter gauge from the bus, the same on every instance
+		t := time.NewTicker(30 * time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-gctx.Done():
+				return nil
+			case <-t.C:
+				if dead, err := queue.Dead(gctx); err == nil {
+					m.SetJobsDead(len(dead))
+				}
+			}
+		}
+	})
+	g.Go(func() error {
 		<-gctx.Done()
 		return a.shutdown()
 	})
@@ -232,6 +251,10 @@ func (a *app) shutdown() error {
 	defer cancel()
 	a.log.Info("shutting down", "timeout", deadline)
 	a.gw.SetDraining() // 1. /readyz answers 503
+	if d := a.cfg.Server.DrainDelay.D(); d > 0 {
+		// give load balancers time to see it before the listener closes
+		time.Sleep(min(d, remaining(ctx)))
+	}
 	var errs []error
 	// 2 and 3: stop accepting connections, let in-flight requests finish
 	if err := a.gw.Shutdown(ctx); err != nil {
@@ -296,6 +319,26 @@ func (r metricRecorder) Record(x hookgate.Exchange) {
 		r.m.Outbound(x.Source, x.Operation, x.Outcome, time.Duration(float64(x.DurationMS)*float64(time.Millisecond)))
 	}
 	r.next.Record(x)
+}
+
+// jobsConfig is the durable job queue's config: retry plus the bus's
+// replica count.
+func jobsConfig(cfg *config.Config) jobs.Config {
+	jc := jobs.FromConfig(cfg.Retry)
+	jc.Replicas = cfg.Bus.Replicas
+	return jc
+}
+
+// routeAdmin is the admin API's view of the route engine.
+type routeAdmin struct{ e *routes.Engine }
+
+func (r routeAdmin) Disabled(ctx context.Context) (any, error) { return r.e.Disabled(ctx) }
+
+func (r routeAdmin) Enable(ctx context.Context, name string) error {
+	if !slices.Contains(r.e.Routes(), name) {
+		return hookgate.Errorf(hookgate.ENotFound, "unknown route %q", name)
+	}
+	return r.e.Enable(ctx, name)
 }
 
 // portalCaller is the admin API's Caller over the portal clients.
