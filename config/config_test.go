@@ -66,13 +66,12 @@ func TestDefaultsAreValid(t *testing.T) {
 	}
 }
 
-func TestSampleConfig(t *testing.T) {
-	cfg, err := config.Load("../examples/hookgate.yaml", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cfg.Validate(known); err != nil {
-		t.Errorf("examples/hookgate.yaml: %v", err)
+func TestSampleConfigs(t *testing.T) {
+	k := config.Known{Providers: append(known.Providers, "stripe")}
+	for _, f := range []string{"../examples/hookgate.yaml", "../examples/hookgate.full.yaml"} {
+		if _, err := config.LoadValid(f, nil, k); err != nil {
+			t.Errorf("%s: %v", f, err)
+		}
 	}
 }
 
