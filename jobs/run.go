@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/hookgate/hookgate/events"
 )
 
 // state is a job's retry state in the state bucket.
@@ -113,40 +115,16 @@ func (q *Queue) reportPending(ctx context.Context) {
 	}
 }
 
-// pause waits d or until ctx ends.
-func pause(ctx context.Context, d time.Duration) {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-	case <-t.C:
-	}
-}
-
 func (q *Queue) work(ctx context.Context, part int, cons jetstream.Consumer, h Handler) {
 	log := q.log.With("partition", part)
 	for ctx.Err() == nil {
-		fctx, cancel := context.WithTimeout(ctx, fetchWait)
-		batch, err := cons.Fetch(1, jetstream.FetchContext(fctx))
+		msg, err := events.FetchOne(ctx, cons, fetchWait)
 		if err != nil {
-			cancel()
-			if ctx.Err() == nil {
-				log.Warn("fetch job", "err", err)
-				pause(ctx, errorPause)
-			}
+			log.Warn("fetch job", "err", err)
+			events.Pause(ctx, errorPause)
 			continue
 		}
-		var msg jetstream.Msg
-		for m := range batch.Messages() {
-			msg = m
-		}
-		cancel()
 		if msg == nil {
-			if err := batch.Error(); err != nil && ctx.Err() == nil &&
-				!errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, jetstream.ErrNoMessages) {
-				log.Warn("fetch job", "err", err)
-				pause(ctx, errorPause)
-			}
 			continue
 		}
 		if ctx.Err() != nil {

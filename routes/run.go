@@ -64,39 +64,16 @@ func (e *Engine) Run(ctx context.Context, js jetstream.JetStream) error {
 
 func (e *Engine) consume(ctx context.Context, cons jetstream.Consumer) {
 	for ctx.Err() == nil {
-		fctx, cancel := context.WithTimeout(ctx, fetchWait)
-		batch, err := cons.Fetch(1, jetstream.FetchContext(fctx))
+		msg, err := events.FetchOne(ctx, cons, fetchWait)
 		if err != nil {
-			cancel()
-			if ctx.Err() == nil {
-				e.log.Warn("fetch event", "err", err)
-				pause(ctx, retryPause)
-			}
+			e.log.Warn("fetch event", "err", err)
+			events.Pause(ctx, retryPause)
 			continue
 		}
-		var msg jetstream.Msg
-		for m := range batch.Messages() {
-			msg = m
-		}
-		cancel()
 		if msg == nil {
-			if err := batch.Error(); err != nil && ctx.Err() == nil &&
-				!errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, jetstream.ErrNoMessages) {
-				e.log.Warn("fetch event", "err", err)
-				pause(ctx, retryPause)
-			}
 			continue
 		}
 		e.routeMsg(ctx, msg)
-	}
-}
-
-func pause(ctx context.Context, d time.Duration) {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-	case <-t.C:
 	}
 }
 
