@@ -10,7 +10,6 @@ import (
 
 	"github.com/hookgate/hookgate"
 	"github.com/hookgate/hookgate/outbound"
-	"github.com/hookgate/hookgate/vault"
 )
 
 // cmdCall makes one Bitrix24 REST call and prints its JSON answer:
@@ -44,13 +43,11 @@ func cmdCall(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return fmt.Errorf("unknown portal %q", portalID)
 	}
 	log, redact := newLogger(cfg.Log, stderr)
-	secrets, err := vault.New(ctx, cfg.Secrets, vault.WithLogger(log))
+	secrets, err := openSecrets(ctx, cfg, log, redact)
 	if err != nil {
 		return err
 	}
 	defer secrets.Close()
-	rf := secrets.Redact
-	redact.Store(&rf)
 	ref := p.Secret
 	client, err := outbound.NewBitrix24(*p, func(ctx context.Context) (hookgate.Secret, error) {
 		return secrets.Secret(ctx, ref)

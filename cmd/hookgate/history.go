@@ -2,12 +2,10 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"io"
 	"strings"
 
 	"github.com/hookgate/hookgate/analytics"
-	"github.com/hookgate/hookgate/vault"
 )
 
 // cmdHistory prints an event's trace (--event-id) or a summary table
@@ -19,20 +17,16 @@ func cmdHistory(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		return err
 	}
 	var password string
-	if ref := cfg.History.ClickHouse.Password; ref != "" {
+	if cfg.History.ClickHouse.Password != "" {
 		log, redact := newLogger(cfg.Log, stderr)
-		secrets, err := vault.New(ctx, cfg.Secrets, vault.WithLogger(log))
+		secrets, err := openSecrets(ctx, cfg, log, redact)
 		if err != nil {
 			return err
 		}
 		defer secrets.Close()
-		rf := secrets.Redact
-		redact.Store(&rf)
-		s, err := secrets.Secret(ctx, ref)
-		if err != nil {
-			return fmt.Errorf("history.clickhouse.password: %w", err)
+		if password, err = historyPassword(ctx, cfg, secrets); err != nil {
+			return err
 		}
-		password = s.Reveal()
 	}
 	src, closeSrc, err := analytics.Open(cfg.History, cfg.DataDir, password)
 	if err != nil {

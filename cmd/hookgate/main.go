@@ -8,6 +8,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/signal"
 	"syscall"
@@ -21,6 +22,7 @@ import (
 	"github.com/hookgate/hookgate/providers/standard"
 	"github.com/hookgate/hookgate/providers/stripe"
 	"github.com/hookgate/hookgate/providers/token"
+	"github.com/hookgate/hookgate/vault"
 )
 
 // registry lists every provider adapter: adding one is one line here.
@@ -118,4 +120,30 @@ func loadConfig(path string) (*config.Config, error) {
 		}
 	}
 	return config.LoadValid(path, os.Environ(), config.Known{Providers: registry().Names()})
+}
+
+// openSecrets opens the secret store and makes the logger redact every
+// value it serves.
+func openSecrets(ctx context.Context, cfg *config.Config, log *slog.Logger, redact redactPtr, opts ...vault.Option) (*vault.Store, error) {
+	opts = append([]vault.Option{vault.WithLogger(log)}, opts...)
+	secrets, err := vault.New(ctx, cfg.Secrets, opts...)
+	if err != nil {
+		return nil, err
+	}
+	rf := secrets.Redact
+	redact.Store(&rf)
+	return secrets, nil
+}
+
+// historyPassword resolves history.clickhouse.password ("" when unset).
+func historyPassword(ctx context.Context, cfg *config.Config, secrets *vault.Store) (string, error) {
+	ref := cfg.History.ClickHouse.Password
+	if ref == "" {
+		return "", nil
+	}
+	s, err := secrets.Secret(ctx, ref)
+	if err != nil {
+		return "", fmt.Errorf("history.clickhouse.password: %w", err)
+	}
+	return s.Reveal(), nil
 }

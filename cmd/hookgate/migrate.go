@@ -7,7 +7,6 @@ import (
 	"io"
 
 	"github.com/hookgate/hookgate/history"
-	"github.com/hookgate/hookgate/vault"
 )
 
 // cmdMigrate creates or upgrades the ClickHouse schema.
@@ -24,20 +23,14 @@ func cmdMigrate(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		return errors.New("history.clickhouse.addr is empty: history goes to NDJSON files, there is no schema to migrate")
 	}
 	log, redact := newLogger(cfg.Log, stderr)
-	secrets, err := vault.New(ctx, cfg.Secrets, vault.WithLogger(log))
+	secrets, err := openSecrets(ctx, cfg, log, redact)
 	if err != nil {
 		return err
 	}
 	defer secrets.Close()
-	rf := secrets.Redact
-	redact.Store(&rf)
-	var password string
-	if ref := cfg.History.ClickHouse.Password; ref != "" {
-		s, err := secrets.Secret(ctx, ref)
-		if err != nil {
-			return fmt.Errorf("history.clickhouse.password: %w", err)
-		}
-		password = s.Reveal()
+	password, err := historyPassword(ctx, cfg, secrets)
+	if err != nil {
+		return err
 	}
 	conn, err := history.Open(cfg.History, password)
 	if err != nil {

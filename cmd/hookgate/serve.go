@@ -64,14 +64,12 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, redact red
 	}
 	m := metrics.New()
 	a := &app{cfg: cfg, log: log, metrics: m}
-	secrets, err := vault.New(ctx, cfg.Secrets, vault.WithLogger(log), vault.WithObserver(m.Secret))
+	secrets, err := openSecrets(ctx, cfg, log, redact, vault.WithObserver(m.Secret))
 	if err != nil {
 		return err
 	}
 	defer secrets.Close()
 	a.secrets = secrets
-	rf := secrets.Redact
-	redact.Store(&rf)
 	if err := checkSecrets(ctx, cfg, secrets, log); err != nil {
 		return err
 	}
@@ -359,13 +357,9 @@ func (p portalCaller) Call(ctx context.Context, portal, method string, params ma
 // openHistory opens the history writer: ClickHouse when configured (the
 // schema is migrated before the first insert), NDJSON files otherwise.
 func openHistory(ctx context.Context, cfg *config.Config, secrets *vault.Store, log *slog.Logger, opts ...history.Option) (*history.Writer, error) {
-	var password string
-	if ref := cfg.History.ClickHouse.Password; ref != "" {
-		s, err := secrets.Secret(ctx, ref)
-		if err != nil {
-			return nil, fmt.Errorf("history.clickhouse.password: %w", err)
-		}
-		password = s.Reveal()
+	password, err := historyPassword(ctx, cfg, secrets)
+	if err != nil {
+		return nil, err
 	}
 	opts = append([]history.Option{history.WithLogger(log), history.WithRedact(secrets.Redact)}, opts...)
 	return history.New(ctx, cfg.History, cfg.DataDir, password, opts...)
