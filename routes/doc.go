@@ -18,8 +18,10 @@
 //     stored; if storing fails it is redelivered and the jobs already
 //     stored de-duplicate.
 //
-// The consumer is created with DeliverAll: the first run routes the events
-// already on the stream (within bus.max_age); later runs go on where the
+// The consumer, when it does not exist yet, starts with the events stored
+// from the moment the Engine was built (New, before the gateway listens):
+// routes configured for the first time do not replay the stream's backlog
+// (bus.max_age of old events) into deliveries. Later runs go on where the
 // consumer stopped, so events accepted while routing was down are routed
 // when it is back. A route added to the config applies to events routed
 // after the restart.

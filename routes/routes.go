@@ -68,6 +68,9 @@ type Engine struct {
 	routes []*route
 	byName map[string]*route
 	deps   Deps
+	// created is when New ran: a routes consumer created for the first
+	// time starts with the events stored from then on.
+	created time.Time
 	log    *slog.Logger
 	now    func() time.Time
 }
@@ -81,7 +84,7 @@ type route struct {
 // New compiles the routes and checks them against deps. Problems are
 // reported all at once, each with its key path (config.Problems).
 func New(routes []config.Route, deps Deps) (*Engine, error) {
-	e := &Engine{byName: map[string]*route{}, deps: deps, log: deps.Logger, now: deps.Clock}
+	e := &Engine{byName: map[string]*route{}, deps: deps, log: deps.Logger, now: deps.Clock, created: time.Now()}
 	if e.log == nil {
 		e.log = slog.New(slog.DiscardHandler)
 	}

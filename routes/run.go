@@ -35,7 +35,7 @@ func (e *Engine) Run(ctx context.Context, js jetstream.JetStream) error {
 			return fmt.Errorf("routes: find the inbound stream: %w", err)
 		}
 	}
-	cons, err := js.CreateOrUpdateConsumer(ctx, stream, jetstream.ConsumerConfig{
+	cc := jetstream.ConsumerConfig{
 		Durable:       e.deps.Consumer,
 		Description:   "hookgate routes: events to route jobs, in stream order",
 		FilterSubject: events.InboundSubjects,
@@ -43,8 +43,16 @@ func (e *Engine) Run(ctx context.Context, js jetstream.JetStream) error {
 		AckWait:       inboundAck,
 		MaxAckPending: 1,
 		MaxDeliver:    -1,
-		DeliverPolicy: jetstream.DeliverAllPolicy,
-	})
+	}
+	// A new consumer starts with the events stored since New; an existing
+	// one keeps its start (the server refuses to change it) and position.
+	if old, err := js.Consumer(ctx, stream, cc.Durable); err == nil {
+		cc.DeliverPolicy, cc.OptStartTime = old.CachedInfo().Config.DeliverPolicy, old.CachedInfo().Config.OptStartTime
+	} else {
+		start := e.created.Add(-time.Second) // the server's clock may lag a little
+		cc.DeliverPolicy, cc.OptStartTime = jetstream.DeliverByStartTimePolicy, &start
+	}
+	cons, err := js.CreateOrUpdateConsumer(ctx, stream, cc)
 	if err != nil {
 		return fmt.Errorf("routes: consumer %s on %s: %w", e.deps.Consumer, stream, err)
 	}

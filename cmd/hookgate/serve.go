@@ -209,6 +209,9 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, redact red
 	})
 	g.Go(func() error {
 		defer close(a.workDone)
+		if len(cfg.Routes) == 0 {
+			return nil // nothing to route: no consumer, no workers
+		}
 		return engine.Run(workCtx, js)
 	})
 	g.Go(func() error {
