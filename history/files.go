@@ -22,9 +22,10 @@ import (
 // its last whole line, so that a crash never leaves a line ClickHouse
 // cannot read.
 type fileSink struct {
-	dir      string
-	maxBytes int64
-	now      func() time.Time
+	dir       string
+	maxBytes  int64
+	retention time.Duration // files of days older than this are removed; 0 = keep
+	now       func() time.Time
 
 	mu   sync.Mutex
 	f    *os.File
@@ -37,7 +38,7 @@ type fileSink struct {
 
 const filePrefix = "exchanges-"
 
-func openFileSink(dir string, maxBytes int64, now func() time.Time) (*fileSink, error) {
+func openFileSink(dir string, maxBytes int64, retention time.Duration, now func() time.Time) (*fileSink, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("history: files dir: %w", err)
 	}
@@ -50,7 +51,28 @@ func openFileSink(dir string, maxBytes int64, now func() time.Time) (*fileSink, 
 			return nil, fmt.Errorf("history: repair %s: %w", files[n-1], err)
 		}
 	}
-	return &fileSink{dir: dir, maxBytes: maxBytes, now: now}, nil
+	s := &fileSink{dir: dir, maxBytes: maxBytes, retention: retention, now: now}
+	s.expire()
+	return s, nil
+}
+
+// expire removes the files of days wholly older than the retention
+// (history.retention, as the ClickHouse TTL does for the table).
+func (s *fileSink) expire() {
+	if s.retention <= 0 {
+		return
+	}
+	files, err := Files(s.dir)
+	if err != nil {
+		return
+	}
+	cutoff := s.now().UTC().Add(-s.retention).Format("20060102")
+	for _, f := range files {
+		day, _, ok := strings.Cut(strings.TrimPrefix(filepath.Base(f), filePrefix), "-")
+		if ok && day < cutoff {
+			os.Remove(f)
+		}
+	}
 }
 
 // Files lists the NDJSON history files in dir, oldest first.
@@ -83,6 +105,7 @@ func (s *fileSink) rotate(day string) error {
 	seq := s.seq + 1
 	if day != s.day {
 		seq = s.nextSeq(day)
+		s.expire()
 	} else {
 		seq = max(seq, s.nextSeq(day))
 	}

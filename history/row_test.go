@@ -114,7 +114,7 @@ func TestFileRotation(t *testing.T) {
 	dir := t.TempDir()
 	day := time.Date(2026, 11, 22, 23, 59, 0, 0, time.UTC)
 	clock := day
-	s, err := openFileSink(dir, 2000, func() time.Time { return clock })
+	s, err := openFileSink(dir, 2000, 0, func() time.Time { return clock })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -156,7 +156,7 @@ func TestFileRotation(t *testing.T) {
 	f, _ := os.OpenFile(last, os.O_APPEND|os.O_WRONLY, 0)
 	f.WriteString(`{"ts":"2026-11-23 00:0`)
 	f.Close()
-	if _, err := openFileSink(dir, 2000, func() time.Time { return clock }); err != nil {
+	if _, err := openFileSink(dir, 2000, 0, func() time.Time { return clock }); err != nil {
 		t.Fatal(err)
 	}
 	b, _ := os.ReadFile(last)
@@ -187,4 +187,34 @@ func testRows(n int, source string) []hookgate.Exchange {
 		}
 	}
 	return rows
+}
+
+// TestFileRetention: NDJSON files of days older than history.retention are
+// removed when the day turns, as the ClickHouse TTL drops old rows.
+func TestFileRetention(t *testing.T) {
+	dir := t.TempDir()
+	for _, name := range []string{"exchanges-20261101-0001.ndjson", "exchanges-20261119-0001.ndjson", "exchanges-20261121-0003.ndjson"} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte("{}\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	clock := time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC)
+	s, err := openFileSink(dir, 1<<20, 72*time.Hour, func() time.Time { return clock })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.close()
+	clock = clock.Add(24 * time.Hour) // next day: 2026-11-23, cutoff 2026-11-20
+	if err := s.write(testRows(1, "ret")); err != nil {
+		t.Fatal(err)
+	}
+	files, _ := Files(dir)
+	var got []string
+	for _, f := range files {
+		got = append(got, filepath.Base(f))
+	}
+	want := []string{"exchanges-20261121-0003.ndjson", "exchanges-20261123-0001.ndjson"}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("files after retention (-want +got):\n%s", diff)
+	}
 }

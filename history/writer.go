@@ -218,7 +218,7 @@ func New(ctx context.Context, cfg config.History, dataDir string, password strin
 	dir := filepath.Join(dataDir, "history")
 	var err error
 	if len(cfg.ClickHouse.Addr) == 0 {
-		w.files, err = openFileSink(dir, cfg.FileMaxBytes, o.now)
+		w.files, err = openFileSink(dir, cfg.FileMaxBytes, cfg.Retention.D(), o.now)
 		if err != nil {
 			return nil, err
 		}
