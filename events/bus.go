@@ -87,7 +87,7 @@ func Open(ctx context.Context, cfg config.Bus, dataDir string, opts ...Option) (
 		return nil, fmt.Errorf("events: connect %s: %w", url, err)
 	}
 	b.nc = nc
-	js, err := jetstream.New(nc)
+	js, err := newJetStream(nc)
 	if err != nil {
 		b.Close()
 		return nil, fmt.Errorf("events: jetstream: %w", err)
@@ -111,7 +111,7 @@ func Connect(url string, opts ...Option) (*Bus, error) {
 	if err != nil {
 		return nil, fmt.Errorf("events: connect %s: %w", url, err)
 	}
-	js, err := jetstream.New(nc)
+	js, err := newJetStream(nc)
 	if err != nil {
 		nc.Close()
 		return nil, fmt.Errorf("events: jetstream: %w", err)
@@ -173,20 +173,60 @@ func (b *Bus) ensureStream(ctx context.Context, cfg config.Bus) error {
 	return nil
 }
 
+// Bounds of the asynchronous publishes behind Publish.
+const (
+	// maxPendingAcks bounds the publishes awaiting JetStream's
+	// acknowledgement; a Publish beyond it waits for a slot (up to its
+	// context's deadline, at most maxStallWait).
+	maxPendingAcks = 512
+	maxStallWait   = 5 * time.Second
+	// ackTimeout forgets an acknowledgement that never came (its Publish
+	// has long returned: its context ended), so that it frees its slot.
+	ackTimeout = 30 * time.Second
+)
+
+func newJetStream(nc *nats.Conn) (jetstream.JetStream, error) {
+	return jetstream.New(nc,
+		jetstream.WithPublishAsyncMaxPending(maxPendingAcks),
+		jetstream.WithPublishAsyncTimeout(ackTimeout))
+}
+
 // Publish stores data on subject with Nats-Msg-Id msgID and waits for
-// JetStream's acknowledgement. duplicate reports that a message with the
-// same id was already stored within the de-duplication window. Any failure
-// wraps ErrUnavailable: nothing was promised stored.
+// JetStream's acknowledgement: it returns nil only once the message is
+// stored. duplicate reports that a message with the same id was already
+// stored within the de-duplication window. Any failure wraps
+// ErrUnavailable: nothing was promised stored.
+//
+// On the wire the publish is asynchronous (one shared reply subscription,
+// no request per message), so that concurrent calls share the connection's
+// writes and the server's store loop instead of each making its own round
+// trip; at most maxPendingAcks wait for their acknowledgement at once
+// (docs/performance.md). The bus may keep data until the acknowledgement
+// arrives, also after Publish returned on ctx: do not modify it.
 func (b *Bus) Publish(ctx context.Context, subject, msgID string, data []byte) (duplicate bool, err error) {
 	msg := &nats.Msg{Subject: subject, Data: data, Header: nats.Header{}}
 	if msgID != "" {
 		msg.Header.Set(jetstream.MsgIDHeader, msgID)
 	}
-	ack, err := b.js.PublishMsg(ctx, msg)
+	stall := maxStallWait
+	if d, ok := ctx.Deadline(); ok {
+		stall = min(stall, time.Until(d))
+	}
+	if stall <= 0 {
+		return false, fmt.Errorf("%w: publish %s: %v", ErrUnavailable, subject, context.DeadlineExceeded)
+	}
+	f, err := b.js.PublishMsgAsync(msg, jetstream.WithStallWait(stall))
 	if err != nil {
 		return false, fmt.Errorf("%w: publish %s: %v", ErrUnavailable, subject, err)
 	}
-	return ack.Duplicate, nil
+	select {
+	case ack := <-f.Ok():
+		return ack.Duplicate, nil
+	case err := <-f.Err():
+		return false, fmt.Errorf("%w: publish %s: %v", ErrUnavailable, subject, err)
+	case <-ctx.Done():
+		return false, fmt.Errorf("%w: publish %s: %v", ErrUnavailable, subject, ctx.Err())
+	}
 }
 
 // Check reports whether the bus can store messages (for /readyz).

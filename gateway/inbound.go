@@ -1,14 +1,18 @@
 package gateway
 
 import (
+	"bytes"
 	"context"
 	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"net/url"
-	"sort"
+	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/gofiber/fiber/v2"
 	"github.com/valyala/fasthttp"
@@ -26,7 +30,18 @@ type inbound struct {
 	err      error
 	status   int
 	keyRoute bool
+
+	// Computed once per request and shared by the event and the history
+	// row (docs/performance.md): the request headers with credentials
+	// redacted, and the body with the store's secret values redacted.
+	hdrs       []field
+	hdrsDone   bool
+	redBody    string
+	redBodySet bool
 }
+
+// field is a name and a value, already redacted.
+type field struct{ name, value string }
 
 func (g *Gateway) handleSource(c *fiber.Ctx) error {
 	in := &inbound{start: time.Now()}
@@ -132,7 +147,7 @@ func (g *Gateway) accept(c *fiber.Ctx, in *inbound, pathKey string) error {
 	} else {
 		in.eventID = hookgate.NewUUID()
 	}
-	data, err := json.Marshal(g.envelope(req, msg, in))
+	data, err := g.encodeEvent(c, req, msg, in)
 	if err != nil {
 		return hookgate.WrapError(hookgate.EInternal, "encode event", err)
 	}
@@ -160,42 +175,92 @@ func asCode(err error, fallback string) error {
 	return hookgate.WrapError(fallback, "", err)
 }
 
-// envelope builds the CloudEvent, with every credential redacted.
-func (g *Gateway) envelope(req *Request, msg *Message, in *inbound) *hookgate.Event {
+// encodeEvent returns the CloudEvent of an accepted call as JSON, every
+// credential redacted. The bytes are exactly what encoding/json makes of
+// the hookgate.Event (struct fields in order, map keys sorted, HTML
+// characters escaped, RawMessage compacted), written without reflection:
+// the envelope is the largest cost of the inbound path after the store
+// itself (docs/performance.md). The returned slice is not reused: the bus
+// may hold it until the store is acknowledged.
+func (g *Gateway) encodeEvent(c *fiber.Ctx, req *Request, msg *Message, in *inbound) ([]byte, error) {
 	redact := g.deps.Secrets.Redact
-	params := make(map[string]string, len(msg.Params))
+	params := make([]field, 0, len(msg.Params))
+	var secretVals []string // values of sensitive parameters, to cut from the body
 	for k, v := range msg.Params {
 		if g.sensitiveParam(k, in.src, msg) {
-			params[k] = hookgate.Redacted
+			params = append(params, field{k, hookgate.Redacted})
+			if v != "" && v != hookgate.Redacted {
+				secretVals = append(secretVals, v)
+			}
 		} else {
-			params[k] = redact(v)
+			params = append(params, field{k, redact(v)})
 		}
 	}
-	ev := &hookgate.Event{
-		SpecVersion:     "1.0",
-		ID:              in.eventID,
-		Source:          "hookgate/" + in.src.cfg.ID,
-		Type:            msg.Event,
-		Time:            req.Now.UTC(),
-		DataContentType: "application/json",
-		Data: hookgate.EventData{
-			WebhookID:   in.src.cfg.ID,
-			Provider:    in.src.cfg.Provider,
-			Event:       msg.Event,
-			Params:      params,
-			Body:        g.redactBody(string(req.Body), msg, in.src),
-			ContentType: req.ContentType,
-			Headers:     g.headers(req.Header),
-		},
+	sortFields(params)
+	body := in.redactedBody(g, req.Body)
+	// remove the values of sensitive parameters (which may not be secrets
+	// the store knows, e.g. a refresh token), in a fixed order
+	slices.Sort(secretVals)
+	for _, v := range secretVals {
+		body = strings.ReplaceAll(body, url.QueryEscape(v), hookgate.Redacted)
+		body = strings.ReplaceAll(body, v, hookgate.Redacted)
 	}
+	hdrs := in.headers(g, c)
+
+	size := 320 + len(in.eventID) + 2*len(in.src.cfg.ID) + len(in.src.cfg.Provider) + 2*len(msg.Event) +
+		len(req.ContentType) + len(msg.JSON) + len(body) + len(body)/8
+	for _, f := range params {
+		size += len(f.name) + len(f.value) + 8
+	}
+	for _, f := range hdrs {
+		size += len(f.name) + len(f.value) + 8
+	}
+	b := make([]byte, 0, size)
+	b = append(b, `{"specversion":"1.0","id":`...)
+	b = appendJSONString(b, in.eventID)
+	b = append(b, `,"source":`...)
+	b = appendJSONString(b, "hookgate/"+in.src.cfg.ID)
+	b = append(b, `,"type":`...)
+	b = appendJSONString(b, msg.Event)
+	b = append(b, `,"time":"`...)
+	b, err := req.Now.UTC().AppendText(b) // what time.Time.MarshalJSON writes
+	if err != nil {
+		return nil, err
+	}
+	b = append(b, `","datacontenttype":"application/json","data":{"webhookId":`...)
+	b = appendJSONString(b, in.src.cfg.ID)
+	b = append(b, `,"provider":`...)
+	b = appendJSONString(b, in.src.cfg.Provider)
+	b = append(b, `,"event":`...)
+	b = appendJSONString(b, msg.Event)
+	b = append(b, `,"params":`...)
+	b = appendJSONObject(b, params)
+	b = append(b, `,"body":`...)
+	b = appendJSONString(b, body)
 	if len(msg.JSON) > 0 {
-		ev.Data.JSON = json.RawMessage(redact(string(msg.JSON)))
+		var j string
+		if bytes.Equal(msg.JSON, req.Body) {
+			j = in.redactedBody(g, req.Body) // the same text: redact it once
+		} else {
+			j = redact(string(msg.JSON))
+		}
+		if len(j) > 0 {
+			b = append(b, `,"json":`...)
+			if b, err = appendRawJSON(b, []byte(j)); err != nil {
+				return nil, err
+			}
+		}
 	}
-	return ev
+	b = append(b, `,"contentType":`...)
+	b = appendJSONString(b, req.ContentType)
+	b = append(b, `,"headers":`...)
+	b = appendJSONObject(b, hdrs)
+	b = append(b, "}}"...)
+	return b, nil
 }
 
 func (g *Gateway) sensitiveParam(name string, s *source, msg *Message) bool {
-	if hookgate.SensitiveName(name) || (s.cfg.AuthParameter != "" && name == s.cfg.AuthParameter) {
+	if sensitiveName(name) || (s.cfg.AuthParameter != "" && name == s.cfg.AuthParameter) {
 		return true
 	}
 	for _, r := range msg.Redact {
@@ -206,32 +271,46 @@ func (g *Gateway) sensitiveParam(name string, s *source, msg *Message) bool {
 	return false
 }
 
-// redactBody removes secret values and the values of sensitive parameters
-// (which may not be secrets the store knows, e.g. a refresh token).
-func (g *Gateway) redactBody(body string, msg *Message, s *source) string {
-	body = g.deps.Secrets.Redact(body)
-	for k, v := range msg.Params {
-		if v == "" || v == hookgate.Redacted || !g.sensitiveParam(k, s, msg) {
-			continue
-		}
-		body = strings.ReplaceAll(body, url.QueryEscape(v), hookgate.Redacted)
-		body = strings.ReplaceAll(body, v, hookgate.Redacted)
+// redactedBody returns the request body with every secret value the store
+// knows redacted, computed once per request.
+func (in *inbound) redactedBody(g *Gateway, body []byte) string {
+	if !in.redBodySet {
+		in.redBody = g.deps.Secrets.Redact(string(body))
+		in.redBodySet = true
 	}
-	return body
+	return in.redBody
 }
 
-// headers returns the request headers, credentials redacted.
-func (g *Gateway) headers(h Header) map[string]string {
-	out := map[string]string{}
-	h.Each(func(name, value string) {
-		if hookgate.SensitiveName(name) {
-			value = hookgate.Redacted
-		} else {
-			value = g.deps.Secrets.Redact(value)
+// headers returns the request headers, credentials redacted, sorted by
+// name, one value per name (the last one received, as a map would keep),
+// computed once per request.
+func (in *inbound) headers(g *Gateway, c *fiber.Ctx) []field {
+	if in.hdrsDone {
+		return in.hdrs
+	}
+	h := &c.Request().Header
+	out := make([]field, 0, h.Len()+4)
+	h.VisitAll(func(k, v []byte) {
+		name := string(k)
+		value := hookgate.Redacted
+		if !sensitiveName(name) {
+			value = g.deps.Secrets.Redact(string(v))
 		}
-		out[name] = value
+		for i := range out {
+			if out[i].name == name {
+				out[i].value = value
+				return
+			}
+		}
+		out = append(out, field{name, value})
 	})
+	sortFields(out)
+	in.hdrs, in.hdrsDone = out, true
 	return out
+}
+
+func sortFields(fs []field) {
+	slices.SortFunc(fs, func(a, b field) int { return strings.Compare(a.name, b.name) })
 }
 
 // finish answers the request and records it.
@@ -244,7 +323,15 @@ func (g *Gateway) finish(c *fiber.Ctx, in *inbound, err error) error {
 		}
 		_ = writeError(c, err)
 	} else {
-		_ = c.JSON(fiber.Map{"status": in.outcome, "id": in.eventID})
+		// what c.JSON(fiber.Map{"status": ..., "id": ...}) writes
+		b := make([]byte, 0, 32+len(in.eventID)+len(in.outcome))
+		b = append(b, `{"id":`...)
+		b = appendJSONString(b, in.eventID)
+		b = append(b, `,"status":`...)
+		b = appendJSONString(b, in.outcome)
+		b = append(b, '}')
+		c.Response().SetBodyRaw(b)
+		c.Response().Header.SetContentType(fiber.MIMEApplicationJSON)
 	}
 	in.status = c.Response().StatusCode()
 	d := time.Since(in.start)
@@ -290,19 +377,21 @@ func (g *Gateway) row(c *fiber.Ctx, in *inbound, d time.Duration) hookgate.Excha
 	if in.err != nil {
 		x.Error = hookgate.ErrorCode(in.err)
 	}
-	hdr := g.headers(fastHeader{&c.Request().Header})
-	names := make([]string, 0, len(hdr))
-	for k := range hdr {
-		names = append(names, k)
+	hdrs := in.headers(g, c)
+	n := 0
+	for _, f := range hdrs {
+		n += len(f.name) + len(f.value) + 3
 	}
-	sort.Strings(names)
 	var b strings.Builder
-	for _, k := range names {
-		b.WriteString(k + ": " + hdr[k] + "\n")
+	b.Grow(n)
+	for _, f := range hdrs {
+		b.WriteString(f.name)
+		b.WriteString(": ")
+		b.WriteString(f.value)
+		b.WriteByte('\n')
 	}
 	x.RequestHeaders = b.String()
-	body := string(c.Request().Body())
-	body = g.deps.Secrets.Redact(body)
+	body := in.redactedBody(g, c.Request().Body())
 	body = redactFormCredentials(body)
 	x.RequestBody = hookgate.Truncate(body, g.deps.HistoryBodyBytes)
 	x.ResponseBody = hookgate.Truncate(string(c.Response().Body()), g.deps.HistoryBodyBytes)
@@ -324,7 +413,7 @@ func (g *Gateway) redactURL(c *fiber.Ctx, in *inbound) string {
 	parts := make([]string, 0, q.Len())
 	q.VisitAll(func(k, v []byte) {
 		val := string(v)
-		if hookgate.SensitiveName(string(k)) || (in.src != nil && string(k) == in.src.cfg.AuthParameter) {
+		if sensitiveName(string(k)) || (in.src != nil && string(k) == in.src.cfg.AuthParameter) {
 			val = hookgate.Redacted
 		}
 		parts = append(parts, url.QueryEscape(string(k))+"="+url.QueryEscape(val))
@@ -332,33 +421,101 @@ func (g *Gateway) redactURL(c *fiber.Ctx, in *inbound) string {
 	return g.deps.Secrets.Redact(path + "?" + strings.Join(parts, "&"))
 }
 
+// redactedQueryValue is hookgate.Redacted as a form value.
+var redactedQueryValue = url.QueryEscape(hookgate.Redacted)
+
 // redactFormCredentials hides the values of sensitive keys in a urlencoded
 // body, whether or not they were the right secret (a rejected request's
-// wrong token is still a credential).
+// wrong token is still a credential). It copies the body only when it
+// changes something.
 func redactFormCredentials(body string) string {
 	if !strings.Contains(body, "=") || strings.HasPrefix(strings.TrimSpace(body), "{") {
 		return body
 	}
-	parts := strings.Split(body, "&")
-	changed := false
-	for i, p := range parts {
-		k, _, ok := strings.Cut(p, "=")
-		if !ok {
-			continue
+	var out []byte // nil until a value is redacted
+	done := 0      // body[:done] is in out
+	for start := 0; start <= len(body); {
+		end := strings.IndexByte(body[start:], '&')
+		if end < 0 {
+			end = len(body)
+		} else {
+			end += start
 		}
-		name, err := url.QueryUnescape(k)
-		if err != nil {
-			name = k
+		if k, _, ok := strings.Cut(body[start:end], "="); ok && sensitiveFormKey(k) {
+			if out == nil {
+				out = make([]byte, 0, len(body)+16)
+			}
+			out = append(out, body[done:start]...)
+			out = append(out, k...)
+			out = append(out, '=')
+			out = append(out, redactedQueryValue...)
+			done = end
 		}
-		if hookgate.SensitiveName(name) {
-			parts[i] = k + "=" + url.QueryEscape(hookgate.Redacted)
-			changed = true
-		}
+		start = end + 1
 	}
-	if !changed {
+	if out == nil {
 		return body
 	}
-	return strings.Join(parts, "&")
+	return string(append(out, body[done:]...))
+}
+
+// sensitiveFormKey reports whether a urlencoded key names a credential.
+func sensitiveFormKey(k string) bool { return sensitiveFormKeys.get(k) }
+
+// sensitiveName is hookgate.SensitiveName, remembered.
+func sensitiveName(name string) bool { return sensitiveNames.get(name) }
+
+var (
+	sensitiveNames    = newNameMemo(hookgate.SensitiveName)
+	sensitiveFormKeys = newNameMemo(func(k string) bool {
+		if strings.ContainsAny(k, "%+") {
+			if name, err := url.QueryUnescape(k); err == nil {
+				k = name
+			}
+		}
+		return hookgate.SensitiveName(k)
+	})
+)
+
+// nameMemo remembers a function of parameter, form key and header names:
+// every request asks it for each of them, and the names repeat. The map is
+// copied on write and read without locks; it stops growing at
+// nameMemoMax names (senders choose names), after which new names are
+// simply computed.
+type nameMemo struct {
+	f  func(string) bool
+	m  atomic.Pointer[map[string]bool]
+	mu sync.Mutex
+}
+
+const nameMemoMax = 256
+
+func newNameMemo(f func(string) bool) *nameMemo {
+	n := &nameMemo{f: f}
+	n.m.Store(&map[string]bool{})
+	return n
+}
+
+func (n *nameMemo) get(name string) bool {
+	m := *n.m.Load()
+	if v, ok := m[name]; ok {
+		return v
+	}
+	v := n.f(name)
+	if len(m) < nameMemoMax {
+		n.mu.Lock()
+		cur := *n.m.Load()
+		if _, ok := cur[name]; !ok && len(cur) < nameMemoMax {
+			next := make(map[string]bool, len(cur)+1)
+			for k, b := range cur {
+				next[k] = b
+			}
+			next[strings.Clone(name)] = v
+			n.m.Store(&next)
+		}
+		n.mu.Unlock()
+	}
+	return v
 }
 
 // fastHeader adapts fasthttp's request header to Header.
@@ -378,3 +535,129 @@ func queryValues(args *fasthttp.Args) url.Values {
 	args.VisitAll(func(k, val []byte) { v.Add(string(k), string(val)) })
 	return v
 }
+
+// appendJSONObject appends fields as a JSON object of strings; fields are
+// sorted by name, as encoding/json sorts map keys.
+func appendJSONObject(b []byte, fs []field) []byte {
+	b = append(b, '{')
+	for i, f := range fs {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = appendJSONString(b, f.name)
+		b = append(b, ':')
+		b = appendJSONString(b, f.value)
+	}
+	return append(b, '}')
+}
+
+// appendRawJSON appends raw JSON as encoding/json writes a json.RawMessage:
+// compacted, with <, >, &, U+2028 and U+2029 escaped, and an error when it
+// is not valid JSON.
+func appendRawJSON(b, raw []byte) ([]byte, error) {
+	if !needsCompact(raw) {
+		if !json.Valid(raw) {
+			return b, errors.New("gateway: event json is not valid JSON")
+		}
+		return append(b, raw...), nil
+	}
+	var buf bytes.Buffer
+	if err := json.Compact(&buf, raw); err != nil {
+		return b, err
+	}
+	var esc bytes.Buffer
+	json.HTMLEscape(&esc, buf.Bytes())
+	return append(b, esc.Bytes()...), nil
+}
+
+// needsCompact reports whether compacting and HTML-escaping raw could
+// change it: white space outside strings, or a character encoding/json
+// escapes. Invalid JSON may pass; the caller validates.
+func needsCompact(raw []byte) bool {
+	inString, escaped := false, false
+	for _, c := range raw {
+		switch {
+		case c == '<' || c == '>' || c == '&' || c == 0xE2:
+			return true
+		case inString:
+			switch {
+			case escaped:
+				escaped = false
+			case c == '\\':
+				escaped = true
+			case c == '"':
+				inString = false
+			}
+		case c == '"':
+			inString = true
+		case c == ' ' || c == '\t' || c == '\n' || c == '\r':
+			return true
+		}
+	}
+	return false
+}
+
+// appendJSONString appends s as a JSON string exactly as encoding/json
+// writes it (HTML-safe: <, >, & escaped; invalid UTF-8 replaced by U+FFFD;
+// U+2028 and U+2029 escaped). Adapted from encoding/json's appendString
+// (Copyright The Go Authors, BSD licence).
+func appendJSONString(dst []byte, s string) []byte {
+	const hex = "0123456789abcdef"
+	dst = append(dst, '"')
+	start := 0
+	for i := 0; i < len(s); {
+		if c := s[i]; c < utf8.RuneSelf {
+			if htmlSafe[c] {
+				i++
+				continue
+			}
+			dst = append(dst, s[start:i]...)
+			switch c {
+			case '\\', '"':
+				dst = append(dst, '\\', c)
+			case '\b':
+				dst = append(dst, '\\', 'b')
+			case '\f':
+				dst = append(dst, '\\', 'f')
+			case '\n':
+				dst = append(dst, '\\', 'n')
+			case '\r':
+				dst = append(dst, '\\', 'r')
+			case '\t':
+				dst = append(dst, '\\', 't')
+			default:
+				dst = append(dst, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xF])
+			}
+			i++
+			start = i
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			dst = append(dst, s[start:i]...)
+			dst = append(dst, `\ufffd`...)
+			i += size
+			start = i
+			continue
+		}
+		if r == '\u2028' || r == '\u2029' {
+			dst = append(dst, s[start:i]...)
+			dst = append(dst, '\\', 'u', '2', '0', '2', hex[r&0xF])
+			i += size
+			start = i
+			continue
+		}
+		i += size
+	}
+	dst = append(dst, s[start:]...)
+	return append(dst, '"')
+}
+
+// htmlSafe holds the ASCII bytes a JSON string keeps as they are:
+// printable, except ", \, <, > and &.
+var htmlSafe = func() (t [utf8.RuneSelf]bool) {
+	for c := 0x20; c < utf8.RuneSelf; c++ {
+		t[c] = c != '"' && c != '\\' && c != '<' && c != '>' && c != '&'
+	}
+	return t
+}()

@@ -17,8 +17,14 @@
 # 10s), BENCH_WARMUP (2s), BENCH_CONNS (64), BENCH_SCENARIOS, BENCH_SYNC
 # (bus.sync: interval | always), BENCH_REPEAT (rounds of the bitrix24
 # scenario, default 1), BENCH_PERF=1 (record a perf profile of hookgate
-# during the bitrix24 run; needs perf), BENCH_KEEP=DIR (keep results, logs
-# and profiles there).
+# during the bitrix24 run; needs perf), BENCH_PPROF=1 (Go CPU, heap, allocs
+# and mutex profiles of that run, from the pprof listener hookgate opens on
+# HOOKGATE_PPROF when it has one), BENCH_GATEWAY_ENV="K=V ..." (extra
+# environment of the gateways, e.g. GOMEMLIMIT=120MiB or a HOOKGATE_*
+# config override such as HOOKGATE_HISTORY_BATCH_ROWS=2000), BENCH_KEEP=DIR (keep results, logs
+# and profiles there), BENCH_BASELINE=<git ref or source tree> (also build hookgate
+# at that commit, or from that directory, and run it, as "baseline", right after hookgate in every scenario:
+# before/after figures from one run).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -34,8 +40,12 @@ log() { printf '== %s\n' "$*" >&2; }
 
 cleanup() {
   local rc=$?
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+  # newest first: hookgate flushes its history while ClickHouse still runs
+  local i
+  for ((i = ${#pids[@]} - 1; i >= 0; i--)); do
+    kill "${pids[$i]}" 2>/dev/null || true
+    wait "${pids[$i]}" 2>/dev/null || true
+  done
   if [ $rc -ne 0 ]; then
     for f in "$work"/*.log "$work"/ch/err.log; do
       [ -s "$f" ] && { echo "--- tail of $f" >&2; tail -n 20 "$f" >&2; }
@@ -43,7 +53,9 @@ cleanup() {
   fi
   if [ -n "${BENCH_KEEP:-}" ]; then
     mkdir -p "$BENCH_KEEP"
-    cp "$work"/results.jsonl "$work"/*.log "$work"/*.txt "$work"/*.data "$BENCH_KEEP"/ 2>/dev/null || true
+    cp "$work"/results.jsonl "$work"/*.log "$work"/*.txt "$work"/*.data "$work"/*.yaml "$work"/*.pprof "$BENCH_KEEP"/ 2>/dev/null || true
+    cp "$work"/bin/hookgate "$BENCH_KEEP"/ 2>/dev/null || true
+    cp "$work"/ch/server.log "$BENCH_KEEP"/clickhouse-server.log 2>/dev/null || true
   fi
   rm -rf "$work"
   exit $rc
@@ -89,17 +101,30 @@ if [ -z "$chbin" ]; then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq clickhouse-server clickhouse-client >/dev/null
   chbin=/usr/sbin/clickhouse-server
 fi
+# Ports are picked free but others may take them first: retry on new ones.
 chdir=$work/ch
 mkdir -p "$chdir/tmp" "$chdir/uf" "$chdir/fs"
-chtcp=$(free_port); chhttp=$(free_port); chinter=$(free_port)
-log "starting ClickHouse on 127.0.0.1:$chtcp"
-"$chbin" --config-file=/etc/clickhouse-server/config.xml -- \
-  --path="$chdir/" --tmp_path="$chdir/tmp/" --user_files_path="$chdir/uf/" --format_schema_path="$chdir/fs/" \
-  --logger.log="$chdir/server.log" --logger.errorlog="$chdir/err.log" --listen_host=127.0.0.1 \
-  --tcp_port="$chtcp" --http_port="$chhttp" --interserver_http_port="$chinter" >"$work/clickhouse.log" 2>&1 &
-chpid=$!
-pids+=($chpid)
-wait_port "$chtcp" clickhouse
+for attempt in 1 2 3; do
+  chtcp=$(free_port); chhttp=$(free_port); chinter=$(free_port)
+  log "starting ClickHouse on 127.0.0.1:$chtcp"
+  "$chbin" --config-file=/etc/clickhouse-server/config.xml -- \
+    --path="$chdir/" --tmp_path="$chdir/tmp/" --user_files_path="$chdir/uf/" --format_schema_path="$chdir/fs/" \
+    --logger.log="$chdir/server.log" --logger.errorlog="$chdir/err.log" --listen_host=127.0.0.1 \
+    --tcp_port="$chtcp" --http_port="$chhttp" --interserver_http_port="$chinter" >"$work/clickhouse.log" 2>&1 &
+  chpid=$!
+  for i in $(seq 1 300); do
+    (exec 3<>/dev/tcp/127.0.0.1/$chtcp) 2>/dev/null && break
+    kill -0 "$chpid" 2>/dev/null || break
+    sleep 0.2
+  done
+  if kill -0 "$chpid" 2>/dev/null && (exec 3<>/dev/tcp/127.0.0.1/$chtcp) 2>/dev/null; then
+    pids+=($chpid)
+    break
+  fi
+  kill "$chpid" 2>/dev/null || true
+  wait "$chpid" 2>/dev/null || true
+  [ "$attempt" -lt 3 ] || { echo "ClickHouse did not start" >&2; exit 1; }
+done
 
 # --- yardstick -----------------------------------------------------------------
 yport=$(free_port)
@@ -108,7 +133,6 @@ ypid=$!
 pids+=($ypid)
 
 # --- hookgate ----------------------------------------------------------------
-hport=$(free_port); bport=$(free_port)
 cat >"$work/secrets.yaml" <<'EOF'
 bench/b24:
   token: jvh9y1ulvt2m6k5or90v9mg8nn32ozas
@@ -117,19 +141,25 @@ bench/std:
 bench/crm:
   token: 3f1c9e52-bench-crm-key
 EOF
-cat >"$work/hookgate.yaml" <<EOF
+# start_gateway LABEL BINARY DATABASE: hookgate serve on free ports with its
+# own data_dir and history database; sets gw_port, gw_bus, gw_pid.
+start_gateway() {
+  local label=$1 bin=$2 db=$3 i
+  gw_port=$(free_port); gw_bus=$(free_port)
+  cat >"$work/$label.yaml" <<EOF
 server:
-  listen: "127.0.0.1:$hport"
-data_dir: $work/data
+  listen: "127.0.0.1:$gw_port"
+data_dir: $work/data-$label
 secrets:
   backend: file
   file: $work/secrets.yaml
 bus:
-  listen: "127.0.0.1:$bport"
+  listen: "127.0.0.1:$gw_bus"
   sync: $sync
 history:
   clickhouse:
     addr: ["127.0.0.1:$chtcp"]
+    database: $db
 log:
   level: warn
 sources:
@@ -144,16 +174,48 @@ sources:
     secret: bench/crm
     event: contact.changed
 EOF
-log "starting hookgate on 127.0.0.1:$hport (bus 127.0.0.1:$bport, sync $sync)"
-"$work/bin/hookgate" serve --config "$work/hookgate.yaml" >"$work/hookgate.log" 2>&1 &
-hpid=$!
-pids+=($hpid)
-wait_port "$hport" hookgate
-wait_port "$yport" yardstick
-for i in $(seq 1 100); do
-  curl -fsS "http://127.0.0.1:$hport/readyz" >/dev/null 2>&1 && break
-  sleep 0.2
+  log "starting $label on 127.0.0.1:$gw_port (bus 127.0.0.1:$gw_bus, sync $sync, history database $db${gw_env:+, env $gw_env})"
+  env ${gw_env:-} "$bin" serve --config "$work/$label.yaml" >"$work/$label.log" 2>&1 &
+  gw_pid=$!
+  pids+=($gw_pid)
+  wait_port "$gw_port" "$label"
+  for i in $(seq 1 100); do
+    curl -fsS "http://127.0.0.1:$gw_port/readyz" >/dev/null 2>&1 && break
+    sleep 0.2
+  done
+}
+pprof=""
+gw_env=${BENCH_GATEWAY_ENV:-}
+if [ "${BENCH_PPROF:-}" = 1 ]; then
+  pprof=127.0.0.1:$(free_port)
+  gw_env="$gw_env HOOKGATE_PPROF=$pprof"
+fi
+start_gateway hookgate "$work/bin/hookgate" hookgate
+gw_env=${BENCH_GATEWAY_ENV:-}
+hport=$gw_port; hbus=$gw_bus; hpid=$gw_pid
+for i in 1 2 3 4 5; do
+  [ -z "$pprof" ] || curl -fsS "http://$pprof/debug/pprof/" >/dev/null 2>&1 && break
+  sleep 0.5
 done
+if [ -n "$pprof" ] && ! curl -fsS "http://$pprof/debug/pprof/" >/dev/null 2>&1; then
+  log "BENCH_PPROF=1 but hookgate has no pprof listener on HOOKGATE_PPROF (docs/performance.md): no Go profiles"
+  pprof=""
+fi
+if [ -n "${BENCH_BASELINE:-}" ]; then
+  # the same gateway at another commit, run beside the current one: before
+  # and after figures from the same minutes of the same machine
+  log "building hookgate at $BENCH_BASELINE"
+  if [ -d "$BENCH_BASELINE" ]; then
+    (cd "$BENCH_BASELINE" && go build -o "$work/bin/hookgate-base" ./cmd/hookgate)
+  else
+    mkdir -p "$work/base"
+    git -C "$root" archive "$BENCH_BASELINE" | tar -x -C "$work/base"
+    (cd "$work/base" && go build -o "$work/bin/hookgate-base" ./cmd/hookgate)
+  fi
+  start_gateway baseline "$work/bin/hookgate-base" hookgate_baseline
+  bport=$gw_port; bbus=$gw_bus; bpid=$gw_pid
+fi
+wait_port "$yport" yardstick
 
 # --- runs --------------------------------------------------------------------
 # Per scenario: the yardstick, then hookgate, back to back, so that each
@@ -168,15 +230,28 @@ for round in $(seq 1 "$repeat"); do
   for sc in $scenarios; do
     if [ "$round" -gt 1 ] && [ "$sc" != bitrix24 ]; then continue; fi
     bench_one yardstick "http://127.0.0.1:$yport" "$ypid" "$sc"
-    perfpid=""
-    if [ "${BENCH_PERF:-}" = 1 ] && [ "$sc" = bitrix24 ] && [ "$round" = 1 ] && command -v perf >/dev/null; then
-      perf record -q -F 499 -g -p "$hpid" -o "$work/perf-hookgate.data" -- sleep 12 >/dev/null 2>&1 &
-      perfpid=$!
+    perfpid=""; cpupid=""
+    if [ "$sc" = "${BENCH_PROFILE_SCENARIO:-bitrix24}" ] && [ "$round" = 1 ]; then
+      if [ "${BENCH_PERF:-}" = 1 ] && command -v perf >/dev/null; then
+        perf record -q -F 499 -g -p "$hpid" -o "$work/perf-hookgate.data" -- sleep 12 >/dev/null 2>&1 &
+        perfpid=$!
+      fi
+      if [ -n "$pprof" ]; then
+        curl -fsS -o "$work/cpu.pprof" "http://$pprof/debug/pprof/profile?seconds=8" &
+        cpupid=$!
+      fi
     fi
     bench_one hookgate "http://127.0.0.1:$hport" "$hpid" "$sc" -aux-pid "$chpid"
+    if [ -n "$cpupid" ]; then
+      wait "$cpupid" || true
+      for p in heap allocs mutex goroutine; do curl -fsS -o "$work/$p.pprof" "http://$pprof/debug/pprof/$p" || true; done
+    fi
     if [ -n "$perfpid" ]; then
       wait "$perfpid" || true
-      perf report -i "$work/perf-hookgate.data" --no-children --sort symbol --stdio 2>/dev/null | grep -v '^$' | head -60 >"$work/perf-hookgate.txt" || true
+      perf report -i "$work/perf-hookgate.data" --no-children --sort symbol -g none --stdio 2>/dev/null | grep -v '^$' | head -80 >"$work/perf-hookgate.txt" || true
+    fi
+    if [ -n "${BENCH_BASELINE:-}" ]; then
+      bench_one baseline "http://127.0.0.1:$bport" "$bpid" "$sc" -aux-pid "$chpid"
     fi
   done
 done
@@ -190,10 +265,19 @@ echo
 # --- durability and history checks -------------------------------------------
 log "checking JetStream and ClickHouse against the answers"
 vrc=0
-"$lb" verify -results "$results" -label hookgate -nats "nats://127.0.0.1:$bport" \
-  -clickhouse "127.0.0.1:$chtcp" -spool "$work/data/history/spool" -wait 60s || vrc=$?
-echo "hookgate peak RSS over the whole run (VmHWM): $(awk '/VmHWM/ {printf "%.0f MB", $2/1024}' /proc/$hpid/status)"
-if grep -qiE 'level=(WARN|ERROR)' "$work/hookgate.log"; then
-  echo "hookgate warnings during the run:"; grep -iE 'level=(WARN|ERROR)' "$work/hookgate.log" | sort | uniq -c | sort -rn | head -10
+verify_gateway() { # label bus pid database
+  local label=$1 bus=$2 pid=$3 db=$4
+  echo "-- $label"
+  "$lb" verify -results "$results" -label "$label" -nats "nats://127.0.0.1:$bus" \
+    -clickhouse "127.0.0.1:$chtcp" -db "$db" -spool "$work/data-$label/history/spool" -wait 60s || vrc=1
+  echo "$label peak RSS over the whole run (VmHWM): $(awk '/VmHWM/ {printf "%.0f MB", $2/1024}' "/proc/$pid/status")"
+  if grep -qiE 'level=(WARN|ERROR)' "$work/$label.log"; then
+    echo "$label warnings during the run:"
+    grep -iE 'level=(WARN|ERROR)' "$work/$label.log" | cut -c1-300 | sort | uniq -c | sort -rn | head -10
+  fi
+}
+verify_gateway hookgate "$hbus" "$hpid" hookgate
+if [ -n "${BENCH_BASELINE:-}" ]; then
+  verify_gateway baseline "$bbus" "$bpid" hookgate_baseline
 fi
 exit $vrc

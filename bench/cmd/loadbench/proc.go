@@ -1,0 +1,66 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+)
+
+// userHZ is the unit of utime and stime in /proc/<pid>/stat: USER_HZ, 100
+// on every Linux architecture Go supports.
+const userHZ = 100
+
+// cpuSeconds returns the user+system CPU time of pid (its threads
+// included) from /proc/<pid>/stat. pid "self" is this process.
+func cpuSeconds(pid string) (float64, error) {
+	b, err := os.ReadFile("/proc/" + pid + "/stat")
+	if err != nil {
+		return 0, err
+	}
+	// the command name (field 2) is in parentheses and may hold spaces
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return 0, fmt.Errorf("/proc/%s/stat: no command field", pid)
+	}
+	f := strings.Fields(string(b[i+1:]))
+	// f[0] is field 3 (state); utime and stime are fields 14 and 15
+	if len(f) < 13 {
+		return 0, fmt.Errorf("/proc/%s/stat: %d fields", pid, len(f)+2)
+	}
+	ut, err1 := strconv.ParseUint(f[11], 10, 64)
+	st, err2 := strconv.ParseUint(f[12], 10, 64)
+	if err1 != nil || err2 != nil {
+		return 0, fmt.Errorf("/proc/%s/stat: bad utime/stime", pid)
+	}
+	return float64(ut+st) / userHZ, nil
+}
+
+// memKB returns a field of /proc/<pid>/status in kB (VmHWM: peak RSS,
+// VmRSS: current RSS).
+func memKB(pid, field string) (int64, error) {
+	f, err := os.Open("/proc/" + pid + "/status")
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		v, ok := strings.CutPrefix(sc.Text(), field+":")
+		if !ok {
+			continue
+		}
+		v = strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB"))
+		return strconv.ParseInt(v, 10, 64)
+	}
+	return 0, fmt.Errorf("/proc/%s/status: no %s", pid, field)
+}
+
+// resetPeakRSS sets VmHWM back to the current RSS (proc(5): writing 5 to
+// clear_refs), so that each scenario reports its own peak. It needs to own
+// the process (or root); on failure the peak is the process lifetime's.
+func resetPeakRSS(pid string) error {
+	return os.WriteFile("/proc/"+pid+"/clear_refs", []byte("5"), 0)
+}

@@ -1,0 +1,106 @@
+package gateway_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/valyala/fasthttp"
+
+	"github.com/hookgate/hookgate/config"
+	"github.com/hookgate/hookgate/events"
+	"github.com/hookgate/hookgate/gateway"
+	"github.com/hookgate/hookgate/history"
+	"github.com/hookgate/hookgate/internal/testenv"
+	"github.com/hookgate/hookgate/providers/bitrix24"
+	"github.com/hookgate/hookgate/vault"
+)
+
+// BenchmarkInbound runs the whole inbound path of a Bitrix24 call in
+// process, without the network: the Fiber handler, the real bitrix24
+// provider, the file secret store, an embedded JetStream (every 200 is a
+// stored message) and the history writer (NDJSON files; its Record runs on
+// the request path as in serve). Concurrency is 32 goroutines per CPU, like
+// the 64 connections of scripts/bench.sh on 2 cores. Profile it with
+//
+//	go test ./gateway/ -run '^$' -bench Inbound -benchmem -cpuprofile cpu.out -memprofile mem.out -mutexprofile mutex.out
+func BenchmarkInbound(b *testing.B) {
+	const token = "jvh9y1ulvt2m6k5or90v9mg8nn32ozas"
+	dir := b.TempDir()
+	secrets := filepath.Join(dir, "secrets.yaml")
+	if err := os.WriteFile(secrets, []byte("bench/b24:\n  token: "+token+"\n"), 0o600); err != nil {
+		b.Fatal(err)
+	}
+	ctx := context.Background()
+	store, err := vault.New(ctx, config.Secrets{Backend: "file", File: secrets})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer store.Close()
+	cfg := config.Default()
+	cfg.Bus.Listen = fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(b))
+	bus, err := events.Open(ctx, cfg.Bus, dir)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer bus.Close()
+	hist, err := history.New(ctx, cfg.History, dir, "", history.WithRedact(store.Redact))
+	if err != nil {
+		b.Fatal(err)
+	}
+	hctx, hstop := context.WithCancel(ctx)
+	hdone := make(chan struct{})
+	go func() { defer close(hdone); hist.Run(hctx) }()
+	defer func() { hstop(); <-hdone; hist.Close(ctx) }()
+
+	reg := gateway.NewRegistry()
+	reg.Register("bitrix24", bitrix24.Constructor)
+	gw, err := gateway.New(cfg.Server, []config.Source{{ID: "b24", Provider: "bitrix24", Secret: "bench/b24"}},
+		gateway.Deps{Registry: reg, Secrets: store, Bus: bus, Recorder: hist})
+	if err != nil {
+		b.Fatal(err)
+	}
+	handler := gw.App().Handler()
+	const auth = "&auth%5Bdomain%5D=some-domain.bitrix24.com" +
+		"&auth%5Bclient_endpoint%5D=https%3A%2F%2Fsome-domain.bitrix24.com%2Frest%2F" +
+		"&auth%5Bserver_endpoint%5D=https%3A%2F%2Foauth.bitrix.info%2Frest%2F" +
+		"&auth%5Bmember_id%5D=d897063e1ce7c5eb9f04b9751eef5915" +
+		"&auth%5Bapplication_token%5D=" + token
+	var seq atomic.Uint64
+	seq.Store(uint64(time.Now().UnixMicro()))
+	var failed atomic.Int64
+	b.SetParallelism(32)
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		var rc fasthttp.RequestCtx
+		var body []byte
+		for pb.Next() {
+			rc.Request.Reset()
+			rc.Response.Reset()
+			body = append(body[:0], "event=ONCRMDEALUPDATE&event_handler_id=975&data%5BFIELDS%5D%5BID%5D="...)
+			body = strconv.AppendUint(body, seq.Add(1), 10)
+			body = append(body, "&ts="...)
+			body = strconv.AppendInt(body, time.Now().Unix(), 10)
+			body = append(body, auth...)
+			rc.Request.Header.SetMethod(fasthttp.MethodPost)
+			rc.Request.SetRequestURI("http://127.0.0.1/webhook/b24")
+			rc.Request.Header.SetContentType("application/x-www-form-urlencoded")
+			rc.Request.Header.Set("User-Agent", "Bitrix24 Webhook Engine")
+			rc.Request.SetBody(body)
+			handler(&rc)
+			if rc.Response.StatusCode() != fasthttp.StatusOK {
+				failed.Add(1)
+			}
+		}
+	})
+	b.StopTimer()
+	if n := failed.Load(); n > 0 {
+		b.Fatalf("%d requests not answered 200", n)
+	}
+}
