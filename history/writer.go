@@ -565,7 +565,11 @@ func (w *Writer) replay(ctx context.Context, final bool) {
 // insert sends rows in one batch with an explicit column list, migrating
 // the schema first if this writer has not yet.
 func (w *Writer) insert(ctx context.Context, rows []hookgate.Exchange) error {
-	ctx, cancel := context.WithTimeout(ctx, w.o.insertTimeout)
+	// An insert under way is not cancelled with ctx (shutdown): cut off
+	// mid-send, ClickHouse may still store the rows while the writer,
+	// seeing an error, spools them, and the immediate replay would not
+	// see them yet: duplicates. It is bounded by the insert timeout.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), w.o.insertTimeout)
 	defer cancel()
 	if !w.migrated {
 		if err := Migrate(ctx, w.conn, w.database, w.cfg.Retention.D()); err != nil {
