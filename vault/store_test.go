@@ -244,6 +244,18 @@ func TestCallerCancelDoesNotCancelSharedRead(t *testing.T) {
 		t.Fatalf("Secret with expiring ctx: %v; want EUnavailable wrapping DeadlineExceeded", err)
 	}
 	close(release)
+	// the abandoned read finishes in the background and fills the cache;
+	// a caller now either joins it or finds its result
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		s.mu.Lock()
+		_, cached := s.cache["a/b"]
+		s.mu.Unlock()
+		if cached || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
 	v, err := s.Secret(context.Background(), "a/b")
 	if err != nil || v.Reveal() != "patient-value" {
 		t.Fatalf("Secret after release = %q, %v; want patient-value", v.Reveal(), err)

@@ -241,14 +241,7 @@ func (s *Store) document(ctx context.Context, path string) (*document, string, e
 	doc, err := s.fetch(ctx, path)
 	switch {
 	case err == nil:
-		s.mu.Lock()
-		if s.outage {
-			s.outage = false
-			s.opts.log.Info("secret store reachable again", "path", path)
-		}
-		s.cache[path] = &entry{doc: doc, fetched: s.opts.now()}
-		s.mu.Unlock()
-		return doc, ResultMiss, nil
+		return doc, ResultMiss, nil // cached by fetch
 	case errors.Is(err, errNotFound):
 		s.mu.Lock()
 		delete(s.cache, path)
@@ -286,12 +279,23 @@ func (s *Store) retryDelay() time.Duration {
 
 // fetch reads path from the backend, one read at a time per path: callers
 // arriving while a read runs share its result. The read is not cancelled
-// when one caller gives up; it has its own deadline.
+// when one caller gives up; it has its own deadline, and its result is
+// cached even when every caller has gone.
 func (s *Store) fetch(ctx context.Context, path string) (*document, error) {
 	ch := s.flight.DoChan(path, func() (any, error) {
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 3*s.timeout)
 		defer cancel()
-		return s.backend.read(rctx, path, s.opts.now())
+		doc, err := s.backend.read(rctx, path, s.opts.now())
+		if err == nil {
+			s.mu.Lock()
+			if s.outage {
+				s.outage = false
+				s.opts.log.Info("secret store reachable again", "path", path)
+			}
+			s.cache[path] = &entry{doc: doc, fetched: s.opts.now()}
+			s.mu.Unlock()
+		}
+		return doc, err
 	})
 	select {
 	case r := <-ch:
