@@ -287,7 +287,10 @@ func (g *Gateway) newApp() *fiber.App {
 		// as far as Fiber knows
 		EnableTrustedProxyCheck: false,
 		CaseSensitive:           true,
-		StrictRouting:           false,
+		// providers parse bodies themselves; fasthttp would parse every
+		// multipart body once more before the handler runs
+		DisablePreParseMultipartForm: true,
+		StrictRouting:                false,
 	})
 	base := g.cfg.BasePath
 	app.Use(func(c *fiber.Ctx) error {

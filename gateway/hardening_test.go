@@ -186,7 +186,29 @@ func TestHeaderTooLarge(t *testing.T) {
 	}
 	for i, tc := range tests {
 		hdr := map[string]string{"X-Pad": strings.Repeat("p", tc.size), "X-Api-Key": secretA}
-		status, body, _ := postForm(t, http.DefaultClient, f.url+"/webhook/a", fmt.Sprintf("event=E&token=%s&id=h%d", secretA, i), hdr)
+		var status int
+		var body string
+		// The server answers 431 and closes while the client may still be
+		// writing the rest of the header; the close can then reset the
+		// connection before the client reads the answer. Try a few times.
+		for try := 0; try < 5; try++ {
+			req, _ := http.NewRequest("POST", f.url+"/webhook/a", strings.NewReader(fmt.Sprintf("event=E&token=%s&id=h%d-%d", secretA, i, try)))
+			req.Header.Set("Content-Type", form)
+			for k, v := range hdr {
+				req.Header.Set(k, v)
+			}
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				if tc.status != 200 && strings.Contains(err.Error(), "connection reset") {
+					continue
+				}
+				t.Fatal(err)
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			status, body = resp.StatusCode, string(b)
+			break
+		}
 		if status != tc.status || (tc.code != "" && body != `{"error":"`+tc.code+`"}`) {
 			t.Errorf("%s: %d %s; want %d %q", tc.name, status, body, tc.status, tc.code)
 		}

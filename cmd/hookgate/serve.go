@@ -8,7 +8,10 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
+	"net/http/pprof"
 	"os"
+	"runtime"
 	"slices"
 	"time"
 
@@ -64,6 +67,16 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, redact red
 	}
 	m := metrics.New()
 	a := &app{cfg: cfg, log: log, metrics: m}
+	if addr := os.Getenv("HOOKGATE_PPROF"); addr != "" {
+		// opt-in profiling (docs/performance.md); keep it on loopback
+		runtime.SetMutexProfileFraction(100)
+		go func() {
+			if err := http.ListenAndServe(addr, pprofMux()); err != nil {
+				log.Warn("pprof listener", "addr", addr, "err", err)
+			}
+		}()
+		log.Info("pprof listening", "addr", addr)
+	}
 	secrets, err := openSecrets(ctx, cfg, log, redact, vault.WithObserver(m.Secret))
 	if err != nil {
 		return err
@@ -320,6 +333,17 @@ func (r metricRecorder) Record(x hookgate.Exchange) {
 		r.m.Outbound(x.Source, x.Operation, x.Outcome, time.Duration(float64(x.DurationMS)*float64(time.Millisecond)))
 	}
 	r.next.Record(x)
+}
+
+// pprofMux serves net/http/pprof's handlers.
+func pprofMux() *http.ServeMux {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	return mux
 }
 
 // jobsConfig is the durable job queue's config: retry plus the bus's

@@ -29,7 +29,9 @@ func main() {
 		ReadTimeout:           10 * time.Second,
 		WriteTimeout:          10 * time.Second,
 		IdleTimeout:           60 * time.Second,
-		CaseSensitive:         true,
+		// as hookgate: no multipart pre-parsing before the handler
+		DisablePreParseMultipartForm: true,
+		CaseSensitive:                true,
 	})
 	var n atomic.Uint64
 	app.Post("/*", func(c *fiber.Ctx) error {
