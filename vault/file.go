@@ -42,7 +42,9 @@ func openFile(path string, log *slog.Logger) (*fileBackend, error) {
 	return b, nil
 }
 
-func (b *fileBackend) cacheTTL() time.Duration { return 0 }
+// cacheTTL: the store keeps what it read for a second, so that requests do
+// not stat the file each time; an edit applies within a second.
+func (b *fileBackend) cacheTTL() time.Duration { return time.Second }
 
 func (b *fileBackend) close() error { return nil }
 

@@ -82,7 +82,9 @@ numbers:
 
 func TestFileReload(t *testing.T) {
 	var obs []string
-	s, path := fileStore(t, "app:\n  token: first-value\n", vault.WithObserver(func(r string) { obs = append(obs, r) }))
+	now := time.Now()
+	s, path := fileStore(t, "app:\n  token: first-value\n", vault.WithObserver(func(r string) { obs = append(obs, r) }),
+		vault.WithClock(func() time.Time { return now }))
 	ctx := context.Background()
 
 	steps := []struct {
@@ -106,6 +108,7 @@ func TestFileReload(t *testing.T) {
 			writeFile(t, path, st.content, time.Duration(i)*time.Minute)
 		}
 		obs = nil
+		now = now.Add(2 * time.Second) // past the file store's 1 s cache
 		got, err := s.Secret(ctx, st.ref)
 		if code := hookgate.ErrorCode(err); code != st.wantCode {
 			t.Fatalf("%s: Secret(%q) error = %v; want code %q", st.name, st.ref, err, st.wantCode)
