@@ -242,10 +242,10 @@ func (w *Writer) Conn() driver.Conn { return w.conn }
 
 // Record queues x for history. It never waits on I/O to ClickHouse: when
 // the queue is full the row goes straight to the spool (or NDJSON file).
-// It fills an empty exchange_id, ts and attempt, and applies WithRedact and
-// history.max_body_bytes.
+// It fills an empty exchange_id, ts and attempt; WithRedact and
+// history.max_body_bytes are applied by the writer's goroutine, off the
+// request path, before the row is written anywhere.
 func (w *Writer) Record(x hookgate.Exchange) {
-	clean(&x, w.o.redact, w.cfg.MaxBodyBytes)
 	if err := normalize(&x, w.o.now); err != nil {
 		w.drop(1, err)
 		return
@@ -260,7 +260,7 @@ func (w *Writer) Record(x hookgate.Exchange) {
 	if w.queued.Add(size) <= w.o.queueBytes {
 		select {
 		case w.queue <- x:
-			if len(w.queue) >= w.cfg.BatchRows {
+			if len(w.queue) >= w.cfg.BatchRows || w.queued.Load() >= w.batchBytes() {
 				select {
 				case w.kick <- struct{}{}:
 				default:
@@ -274,8 +274,17 @@ func (w *Writer) Record(x hookgate.Exchange) {
 	w.overflow(&x)
 }
 
+// clean applies WithRedact and history.max_body_bytes to a row.
+func (w *Writer) clean(x *hookgate.Exchange) { clean(x, w.o.redact, w.cfg.MaxBodyBytes) }
+
+// batchBytes bounds one insert by size as batch_rows bounds it by rows:
+// half the queue's byte bound (32 MiB by default), so that large bodies do
+// not make huge batches.
+func (w *Writer) batchBytes() int64 { return max(w.o.queueBytes/2, 1) }
+
 // overflow stores a row that found the queue full.
 func (w *Writer) overflow(x *hookgate.Exchange) {
+	w.clean(x)
 	if w.files != nil {
 		if err := w.files.write([]hookgate.Exchange{*x}); err != nil {
 			w.fileFailed(err)
@@ -397,23 +406,24 @@ func (w *Writer) flush(ctx context.Context, final bool) error {
 	batch := make([]hookgate.Exchange, 0, min(w.cfg.BatchRows, max(len(w.queue), 1)))
 	for {
 		batch = batch[:0]
+		var n int64
+		full := false
 	drain:
-		for len(batch) < w.cfg.BatchRows {
+		for !full {
 			select {
 			case x := <-w.queue:
+				n += rowSize(&x) // as counted by Record, before clean
+				w.clean(&x)
 				batch = append(batch, x)
+				full = len(batch) >= w.cfg.BatchRows || n >= w.batchBytes()
 			default:
 				break drain
 			}
 		}
 		w.replay(ctx, final)
 		w.send(ctx, batch, final)
-		var n int64
-		for i := range batch {
-			n += rowSize(&batch[i])
-		}
 		w.queued.Add(-n)
-		if len(batch) < w.cfg.BatchRows {
+		if !full {
 			break
 		}
 	}
@@ -435,8 +445,9 @@ func (w *Writer) flushFiles() error {
 	for {
 		select {
 		case x := <-w.queue:
-			batch = append(batch, x)
 			n += rowSize(&x)
+			w.clean(&x)
+			batch = append(batch, x)
 			if len(batch) < w.cfg.BatchRows {
 				continue
 			}
