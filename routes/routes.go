@@ -71,8 +71,8 @@ type Engine struct {
 	// created is when New ran: a routes consumer created for the first
 	// time starts with the events stored from then on.
 	created time.Time
-	log    *slog.Logger
-	now    func() time.Time
+	log     *slog.Logger
+	now     func() time.Time
 }
 
 type route struct {
