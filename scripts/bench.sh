@@ -28,6 +28,7 @@
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
+. "$root/scripts/lib.sh"
 duration=${BENCH_DURATION:-10s}
 warmup=${BENCH_WARMUP:-2s}
 conns=${BENCH_CONNS:-64}
@@ -62,24 +63,6 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
-free_port() {
-  local p
-  while :; do
-    p=$(( (RANDOM * 32768 + RANDOM) % 30000 + 20000 ))
-    if ! (exec 3<>/dev/tcp/127.0.0.1/$p) 2>/dev/null; then echo "$p"; return; fi
-  done
-}
-
-wait_port() {
-  local i
-  for i in $(seq 1 300); do
-    if (exec 3<>/dev/tcp/127.0.0.1/$1) 2>/dev/null; then return 0; fi
-    sleep 0.2
-  done
-  echo "port $1 never opened ($2)" >&2
-  return 1
-}
-
 # --- machine -----------------------------------------------------------------
 log "machine: $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)), $(awk '/MemTotal/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo), load average $(cut -d' ' -f1-3 /proc/loadavg), $(go version | cut -d' ' -f3)"
 
@@ -92,15 +75,7 @@ go build -o "$work/bin/yardstick" ./bench/cmd/yardstick
 lb=$work/bin/loadbench
 
 # --- ClickHouse (Debian's clickhouse-server) --------------------------------
-chbin=$(command -v clickhouse-server || true)
-[ -n "$chbin" ] || [ ! -x /usr/sbin/clickhouse-server ] || chbin=/usr/sbin/clickhouse-server
-if [ -z "$chbin" ]; then
-  sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
-  log "installing clickhouse-server from Debian"
-  $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq clickhouse-server clickhouse-client >/dev/null
-  chbin=/usr/sbin/clickhouse-server
-fi
+chbin=$(clickhouse_server)
 # Ports are picked free but others may take them first: retry on new ones.
 chdir=$work/ch
 mkdir -p "$chdir/tmp" "$chdir/uf" "$chdir/fs"

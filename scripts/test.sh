@@ -12,6 +12,7 @@
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
+. "$root/scripts/lib.sh"
 cache=${HOOKGATE_CACHE:-$HOME/.cache/hookgate}
 mkdir -p "$cache/bin"
 work=$(mktemp -d /tmp/hookgate-test.XXXXXX)
@@ -32,38 +33,8 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
-sudo=""
-[ "$(id -u)" -eq 0 ] || sudo="sudo"
-
-# free_port prints a loopback TCP port nobody listens on.
-free_port() {
-  local p
-  while :; do
-    p=$(( (RANDOM * 32768 + RANDOM) % 30000 + 20000 ))
-    if ! (exec 3<>/dev/tcp/127.0.0.1/$p) 2>/dev/null; then echo "$p"; return; fi
-  done
-}
-
-# wait_port waits until 127.0.0.1:$1 accepts connections.
-wait_port() {
-  local i
-  for i in $(seq 1 300); do
-    if (exec 3<>/dev/tcp/127.0.0.1/$1) 2>/dev/null; then return 0; fi
-    sleep 0.2
-  done
-  echo "port $1 never opened ($2)" >&2
-  return 1
-}
-
 # --- ClickHouse (Debian's clickhouse-server) --------------------------------
-chbin=$(command -v clickhouse-server || true)
-[ -n "$chbin" ] || [ ! -x /usr/sbin/clickhouse-server ] || chbin=/usr/sbin/clickhouse-server
-if [ -z "$chbin" ]; then
-  log "installing clickhouse-server from Debian"
-  $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq clickhouse-server clickhouse-client >/dev/null
-  chbin=/usr/sbin/clickhouse-server
-fi
+chbin=$(clickhouse_server)
 
 # --- Vault (built from the Go module proxy, cached) --------------------------
 log "vault binary"
