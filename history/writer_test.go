@@ -317,29 +317,38 @@ func TestWriterOutage(t *testing.T) {
 
 const crashHelperEnv = "HOOKGATE_HISTORY_CRASH_HELPER"
 
-// TestCrashHelper is the child process of TestWriterCrash: it spools rows
-// (ClickHouse unreachable), says so, and waits to be killed.
-func TestCrashHelper(t *testing.T) {
-	dataDir := os.Getenv(crashHelperEnv)
-	if dataDir == "" {
-		t.Skip("helper process for TestWriterCrash")
+// TestMain runs the child process of TestWriterCrash when the test binary
+// is re-executed with crashHelperEnv set, and the tests otherwise.
+func TestMain(m *testing.M) {
+	if dataDir := os.Getenv(crashHelperEnv); dataDir != "" {
+		crashHelper(dataDir)
+		return
 	}
+	os.Exit(m.Run())
+}
+
+// crashHelper spools rows (ClickHouse unreachable), says so, and waits to
+// be killed.
+func crashHelper(dataDir string) {
 	n, _ := strconv.Atoi(os.Getenv(crashHelperEnv + "_ROWS"))
 	cfg := testConfig(os.Getenv(crashHelperEnv+"_ADDR"), os.Getenv(crashHelperEnv+"_DB"))
 	cfg.BatchRows = 100
 	w, err := New(context.Background(), cfg, dataDir, "", WithTimeouts(200*time.Millisecond, time.Second, time.Second))
 	if err != nil {
-		t.Fatal(err)
+		fmt.Println("FAIL", err)
+		os.Exit(1)
 	}
 	go w.Run(context.Background())
 	for _, x := range testRows(n, "crash") {
 		w.Record(x)
 	}
 	if err := w.Flush(context.Background()); err == nil {
-		t.Fatal("Flush = nil; want rows left in the spool")
+		fmt.Println("FAIL Flush = nil; want rows left in the spool")
+		os.Exit(1)
 	}
 	fmt.Printf("SPOOLED %d\n", w.SpoolBytes())
 	time.Sleep(time.Minute)
+	os.Exit(0)
 }
 
 // TestWriterCrash kills (SIGKILL) a process holding spooled rows; a new
@@ -349,7 +358,7 @@ func TestWriterCrash(t *testing.T) {
 	db := testenv.ClickHouseDatabase(t, addr)
 	dataDir := t.TempDir()
 	dead := "127.0.0.1:" + strconv.Itoa(testenv.FreePort(t))
-	cmd := exec.Command(os.Args[0], "-test.run=^TestCrashHelper$", "-test.v")
+	cmd := exec.Command(os.Args[0])
 	cmd.Env = append(os.Environ(), crashHelperEnv+"="+dataDir, crashHelperEnv+"_ROWS=1234",
 		crashHelperEnv+"_ADDR="+dead, crashHelperEnv+"_DB="+db)
 	out, err := cmd.StdoutPipe()
