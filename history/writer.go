@@ -592,8 +592,22 @@ func (w *Writer) insert(ctx context.Context, rows []hookgate.Exchange) error {
 	if err != nil {
 		return fmt.Errorf("history: prepare insert: %w", err)
 	}
+	var block int64
 	for i := range rows {
 		x := &rows[i]
+		// One INSERT, sent as blocks of about blockBytes: the client's
+		// column buffers are reused from block to block instead of
+		// growing to the whole batch (memory and copying), and the
+		// server squashes the blocks back into one part
+		// (min_insert_block_size_*).
+		if block >= blockBytes {
+			if err := b.Flush(); err != nil {
+				b.Abort()
+				return fmt.Errorf("history: insert %d rows: send block: %w", len(rows), err)
+			}
+			block = 0
+		}
+		block += rowSize(x)
 		if err := b.Append(x.TS, x.ExchangeID, x.EventID, x.Direction.String(), x.Source, x.Provider,
 			x.Event, x.Operation, x.HTTPMethod, x.URL, x.Status, x.Outcome, x.Error, x.Attempt,
 			x.DurationMS, x.RequestHeaders, x.RequestBody, x.ResponseBody, x.RemoteAddr); err != nil {
@@ -606,6 +620,9 @@ func (w *Writer) insert(ctx context.Context, rows []hookgate.Exchange) error {
 	}
 	return nil
 }
+
+// blockBytes is the size of the blocks an insert is sent in.
+const blockBytes = 1 << 20
 
 // InsertQuery is the INSERT of the writer: the table's columns named, as
 // ClickHouse 18.16 needs.

@@ -552,3 +552,45 @@ func TestFilesLoadIntoClickHouse(t *testing.T) {
 		t.Errorf("observer = %v; want 3000 written", c.n)
 	}
 }
+
+// An insert larger than blockBytes goes out as several blocks of one
+// INSERT: every row arrives, and the server squashes the blocks into one
+// part, as it did the single block before.
+func TestInsertInBlocks(t *testing.T) {
+	addr := testenv.ClickHouse(t)
+	db := testenv.ClickHouseDatabase(t, addr)
+	w, err := New(context.Background(), testConfig(addr, db), t.TempDir(), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = w.Close(context.Background()) })
+	rows := testRows(3000, "blocks")
+	var size int64
+	for i := range rows {
+		rows[i].RequestBody = strings.Repeat("b", 1500)
+		if err := normalize(&rows[i], time.Now); err != nil {
+			t.Fatal(err)
+		}
+		size += rowSize(&rows[i])
+	}
+	if size < 3*blockBytes {
+		t.Fatalf("test rows are %d bytes; want at least 3 blocks of %d", size, blockBytes)
+	}
+	if err := w.insert(context.Background(), rows); err != nil {
+		t.Fatal(err)
+	}
+	conn := testenv.ClickHouseConn(t, addr)
+	if total, distinct := rowCounts(t, conn, db); total != 3000 || distinct != 3000 {
+		t.Errorf("rows = %d (%d distinct); want 3000", total, distinct)
+	}
+	// Parts made by an insert are level 0; a merge of several would be
+	// level 1 or more.
+	var parts, maxLevel uint64
+	err = conn.QueryRow(context.Background(), "SELECT count(), toUInt64(max(level)) FROM system.parts WHERE database = ? AND table = ? AND active", db, Table).Scan(&parts, &maxLevel)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if parts != 1 || maxLevel != 0 {
+		t.Errorf("active parts = %d, max level %d; want the blocks squashed into one part of level 0", parts, maxLevel)
+	}
+}

@@ -27,13 +27,22 @@ type redactor struct {
 
 // redactSnapshot is never modified once stored.
 type redactSnapshot struct {
-	served   map[string]struct{} // values added
-	replacer *strings.Replacer   // replaces values and their encodings
+	served map[string]struct{} // values added
+	forms  []string            // values and their encodings, longest first
+	// replacer replaces forms in one pass when there are too many of them
+	// to look for one by one (nil otherwise).
+	replacer *strings.Replacer
 }
+
+// maxScanForms is the number of forms up to which redact looks for each
+// with strings.Contains (vectorised, no allocation when none occurs: the
+// common case for most text) rather than running a strings.Replacer over
+// every byte. Above it, one Replacer pass is cheaper.
+const maxScanForms = 64
 
 func newRedactor() *redactor {
 	r := &redactor{}
-	r.snap.Store(&redactSnapshot{served: map[string]struct{}{}, replacer: strings.NewReplacer()})
+	r.snap.Store(&redactSnapshot{served: map[string]struct{}{}})
 	return r
 }
 
@@ -80,11 +89,15 @@ func (r *redactor) addStrings(vals ...string) {
 		}
 		return strings.Compare(a, b)
 	})
-	pairs := make([]string, 0, 2*len(olds))
-	for _, v := range olds {
-		pairs = append(pairs, v, hookgate.Redacted)
+	snap := &redactSnapshot{served: served, forms: olds}
+	if len(olds) > maxScanForms {
+		pairs := make([]string, 0, 2*len(olds))
+		for _, v := range olds {
+			pairs = append(pairs, v, hookgate.Redacted)
+		}
+		snap.replacer = strings.NewReplacer(pairs...)
 	}
-	r.snap.Store(&redactSnapshot{served: served, replacer: strings.NewReplacer(pairs...)})
+	r.snap.Store(snap)
 }
 
 // knowsAll reports, without the lock, whether every value was added before
@@ -100,7 +113,18 @@ func (r *redactor) knowsAll(vals []string) bool {
 }
 
 func (r *redactor) redact(text string) string {
-	return r.snap.Load().replacer.Replace(text)
+	s := r.snap.Load()
+	if s.replacer != nil {
+		return s.replacer.Replace(text)
+	}
+	// Longest first: a value containing another is redacted whole, as
+	// the Replacer's first-listed match at a position would.
+	for _, f := range s.forms {
+		if strings.Contains(text, f) {
+			text = strings.ReplaceAll(text, f, hookgate.Redacted)
+		}
+	}
+	return text
 }
 
 // forms lists v and the forms it takes inside URLs, forms and JSON strings.

@@ -295,8 +295,21 @@ func TestDocumentValues(t *testing.T) {
 }
 
 func TestRedactor(t *testing.T) {
+	// Few values are looked for one by one; many go through one Replacer
+	// pass. Both must redact alike.
+	t.Run("scan", func(t *testing.T) { testRedactor(t, 0) })
+	t.Run("replacer", func(t *testing.T) { testRedactor(t, maxScanForms+1) })
+}
+
+func testRedactor(t *testing.T, fillers int) {
 	r := newRedactor()
+	for i := range fillers {
+		r.addStrings(fmt.Sprintf("filler-secret-%03d", i))
+	}
 	r.addStrings("s3cr3t value/+&\"x", "abc", "plainsecret", "plainsecretlonger")
+	if got := r.snap.Load().replacer != nil; got != (fillers > 0) {
+		t.Fatalf("%d fillers: replacer in use = %v", fillers, got)
+	}
 	tests := []struct {
 		name, in, want string
 	}{
@@ -308,6 +321,7 @@ func TestRedactor(t *testing.T) {
 		{"json no html escape", `{"t":"s3cr3t value/+&\"x"}`, `{"t":"[redacted]"}`},
 		{"short values kept", "abc", "abc"},
 		{"nothing known", "hello", "hello"},
+		{"two values, twice", "plainsecret&plainsecretlonger/plainsecret", "[redacted]&[redacted]/[redacted]"},
 	}
 	for _, tc := range tests {
 		if got := r.redact(tc.in); got != tc.want {
