@@ -85,7 +85,7 @@ func Decode(contentType string, body []byte, accept ...Kind) (*Decoded, error) {
 		}
 		d.JSON = json.RawMessage(bytes.Clone(body))
 	case Form:
-		v, err := url.ParseQuery(string(body))
+		v, err := ParseForm(string(body))
 		if err != nil {
 			return nil, hookgate.Errorf(hookgate.EBadRequest, "malformed form body")
 		}
@@ -150,6 +150,54 @@ func multipartFields(body []byte, boundary string) (url.Values, error) {
 		fields.Add(name, string(v))
 	}
 	return fields, nil
+}
+
+// ParseForm is url.ParseQuery with fewer allocations (it is on every
+// form request's path): the map is sized from the number of fields and the
+// first values of all names share one backing array. It returns the same
+// values and, like url.ParseQuery, the first error while still parsing the
+// rest (FuzzParseForm compares the two).
+func ParseForm(s string) (url.Values, error) {
+	n := strings.Count(s, "&") + 1
+	m := make(url.Values, n)
+	first := make([]string, 0, n)
+	var err error
+	for s != "" {
+		var key string
+		key, s, _ = strings.Cut(s, "&")
+		if strings.Contains(key, ";") {
+			if err == nil {
+				err = errors.New("invalid semicolon separator in query")
+			}
+			continue
+		}
+		if key == "" {
+			continue
+		}
+		key, value, _ := strings.Cut(key, "=")
+		key, err1 := url.QueryUnescape(key)
+		if err1 != nil {
+			if err == nil {
+				err = err1
+			}
+			continue
+		}
+		value, err1 = url.QueryUnescape(value)
+		if err1 != nil {
+			if err == nil {
+				err = err1
+			}
+			continue
+		}
+		if vs, ok := m[key]; ok {
+			m[key] = append(vs, value) // cap is len: a new array, first untouched
+			continue
+		}
+		first = append(first, value)
+		i := len(first)
+		m[key] = first[i-1 : i : i]
+	}
+	return m, err
 }
 
 // Params merges query and form fields into one flat map: the first value of

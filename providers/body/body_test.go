@@ -1,6 +1,8 @@
 package body_test
 
 import (
+	"net/url"
+	"reflect"
 	"testing"
 
 	"github.com/hookgate/hookgate"
@@ -74,4 +76,34 @@ func TestStringField(t *testing.T) {
 			t.Errorf("StringField(%s) = %q, %v; want %q, %v", tc.doc, got, ok, tc.want, tc.ok)
 		}
 	}
+}
+
+// ParseForm must read every body as url.ParseQuery does.
+func FuzzParseForm(f *testing.F) {
+	for _, s := range []string{
+		"", "a=1", "a=1&a=2&b=3", "a", "=x", "&&a=1&", "a=%zz&b=2", "a;b=1&c=2",
+		"data%5BFIELDS%5D%5BID%5D=42&auth%5Bapplication_token%5D=t+k%2F",
+		"a=1&b=%41&a=&c=%2", "%=1", "a=b=c",
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		want, wantErr := url.ParseQuery(s)
+		got, err := body.ParseForm(s)
+		if (err == nil) != (wantErr == nil) {
+			t.Fatalf("ParseForm(%q) error = %v; url.ParseQuery: %v", s, err, wantErr)
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Fatalf("ParseForm(%q) = %v; url.ParseQuery: %v", s, got, want)
+		}
+		// appending to one name's values must not touch another's
+		for k := range got {
+			got[k] = append(got[k], "appended")
+		}
+		for k, vs := range got {
+			if len(vs) != len(want[k])+1 || !reflect.DeepEqual(vs[:len(vs)-1], want[k]) {
+				t.Fatalf("after appending to every name, %q = %q; want %q and one more", k, vs, want[k])
+			}
+		}
+	})
 }
