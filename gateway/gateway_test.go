@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -295,5 +296,43 @@ func TestEventEnvelopeRedacted(t *testing.T) {
 	}
 	if strings.Contains(string(m.Data), "s3cret-token-a") {
 		t.Errorf("event holds the secret: %s", m.Data)
+	}
+}
+
+// The history row keeps its URL and method after the request is over:
+// fasthttp reuses the buffers Fiber's Path and Method point into, so the
+// row must hold copies (a row queued for ClickHouse once showed the path
+// of a later request).
+func TestRowOutlivesRequest(t *testing.T) {
+	f := newFixture(t)
+	type call struct{ method, path string }
+	var calls []call
+	for i := range 40 {
+		c := call{"POST", fmt.Sprintf("/webhook/unknown-%03d", i)}
+		switch i % 4 {
+		case 1:
+			c = call{"POST", "/webhook/a"}
+		case 2:
+			c = call{"PATCH", fmt.Sprintf("/webhook/other-%03d-xx", i)}
+		}
+		calls = append(calls, c)
+		req, _ := http.NewRequest(c.method, f.srv.URL+c.path, strings.NewReader("event=E&token=s3cret-token-a&id="+strconv.Itoa(i)))
+		req.Header.Set("Content-Type", form)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+	}
+	f.rec.mu.Lock()
+	defer f.rec.mu.Unlock()
+	if len(f.rec.rows) != len(calls) {
+		t.Fatalf("%d rows; want %d", len(f.rec.rows), len(calls))
+	}
+	for i, x := range f.rec.rows {
+		if x.URL != calls[i].path || x.HTTPMethod != calls[i].method {
+			t.Errorf("row %d: %s %s; want %s %s", i, x.HTTPMethod, x.URL, calls[i].method, calls[i].path)
+		}
 	}
 }

@@ -141,7 +141,9 @@ func (g *Gateway) accept(c *fiber.Ctx, in *inbound, pathKey string) error {
 	if err := s.provider.Verify(ctx, req, msg, secrets); err != nil {
 		return asCode(err, hookgate.EInvalidToken)
 	}
-	in.event = msg.Event
+	// A copy: msg.Event is often a slice of the decoded body, which the
+	// history row would otherwise keep alive whole until it is written.
+	in.event = strings.Clone(msg.Event)
 	if msg.DedupKey != "" {
 		in.eventID = hookgate.EventID(s.cfg.ID, msg.DedupKey)
 	} else {
@@ -363,7 +365,7 @@ func (g *Gateway) row(c *fiber.Ctx, in *inbound, d time.Duration) hookgate.Excha
 		EventID:    in.eventID,
 		Direction:  hookgate.Inbound,
 		Event:      in.event,
-		HTTPMethod: c.Method(),
+		HTTPMethod: ownMethod(c.Method()),
 		URL:        g.redactURL(c, in),
 		Status:     uint16(in.status),
 		Outcome:    in.outcome,
@@ -398,9 +400,23 @@ func (g *Gateway) row(c *fiber.Ctx, in *inbound, d time.Duration) hookgate.Excha
 	return x
 }
 
+// ownMethod returns a method name the caller may keep: Fiber's Method
+// points into a buffer fasthttp reuses for the next request. The common
+// ones are constants, the rest copied.
+func ownMethod(m string) string {
+	for _, k := range [...]string{fiber.MethodPost, fiber.MethodGet, fiber.MethodPut, fiber.MethodPatch, fiber.MethodDelete, fiber.MethodHead, fiber.MethodOptions} {
+		if m == k {
+			return k
+		}
+	}
+	return strings.Clone(m)
+}
+
 // redactURL hides the api key path segment and sensitive query values.
 func (g *Gateway) redactURL(c *fiber.Ctx, in *inbound) string {
-	path := c.Path()
+	// Fiber's Path points into a buffer fasthttp reuses for the next
+	// request; the row outlives this one.
+	path := strings.Clone(c.Path())
 	if in.keyRoute {
 		if i := strings.LastIndex(path, "/webhooks/"); i >= 0 {
 			path = path[:i] + "/webhooks/" + hookgate.Redacted
