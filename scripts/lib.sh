@@ -1,10 +1,12 @@
 # Shell helpers shared by scripts/test.sh and scripts/bench.sh (sourced).
 
-# free_port prints a loopback TCP port nobody listens on.
+# free_port prints a loopback TCP port nobody listens on, below Linux's
+# ephemeral range (32768 and up by default): a port from that range can be
+# taken by an outgoing connection between this check and the listen.
 free_port() {
   local p
   while :; do
-    p=$(( (RANDOM * 32768 + RANDOM) % 30000 + 20000 ))
+    p=$(( (RANDOM * 32768 + RANDOM) % 12000 + 20000 ))
     if ! (exec 3<>/dev/tcp/127.0.0.1/$p) 2>/dev/null; then echo "$p"; return; fi
   done
 }
