@@ -155,6 +155,16 @@ func (s *spool) pending() bool {
 	return len(s.segs) > 0 || s.open != nil
 }
 
+// sealedPending reports whether sealed segments wait in the spool: rows
+// that ClickHouse has not taken yet and that are older than anything still
+// in memory. The open overflow segment does not count: its rows arrived
+// while the queue was full, after the rows the writer is sending now.
+func (s *spool) sealedPending() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.segs) > 0
+}
+
 func encodeRows(rows []hookgate.Exchange) ([]byte, error) {
 	var buf bytes.Buffer
 	enc := json.NewEncoder(&buf)

@@ -475,13 +475,17 @@ func (w *Writer) flushFiles() error {
 	return nil
 }
 
-// send inserts a batch, or spools it when the spool is not empty (new rows
-// do not overtake spooled ones) or ClickHouse is in backoff.
+// send inserts a batch, or spools it when sealed segments are still in the
+// spool (a batch does not overtake rows spooled before it) or ClickHouse
+// is in backoff. Rows that overflowed a full queue into the open segment
+// do not hold the batch back: they are newer than most of it, and
+// spooling every batch behind them would make a writer that is behind
+// encode, fsync and decode each row on top of inserting it.
 func (w *Writer) send(ctx context.Context, batch []hookgate.Exchange, final bool) {
 	if len(batch) == 0 {
 		return
 	}
-	if w.spool.pending() || !w.mayTry(final) {
+	if w.spool.sealedPending() || !w.mayTry(final) {
 		w.toSpool(batch, false)
 		return
 	}
