@@ -24,7 +24,10 @@
 # config override such as HOOKGATE_HISTORY_BATCH_ROWS=2000), BENCH_KEEP=DIR (keep results, logs
 # and profiles there), BENCH_BASELINE=<git ref or source tree> (also build hookgate
 # at that commit, or from that directory, and run it, as "baseline", right after hookgate in every scenario:
-# before/after figures from one run).
+# before/after figures from one run), BENCH_PIN=1 (pin the servers under
+# test to CPU 0 and the generator and ClickHouse to the other CPUs with
+# taskset: each server gets one core of its own, which shows what one
+# core serves without the generator and ClickHouse taking from it).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -36,6 +39,12 @@ sync=${BENCH_SYNC:-interval}
 repeat=${BENCH_REPEAT:-1}
 scenarios=${BENCH_SCENARIOS:-"bitrix24 bitrix24-invalid10 standard-2k apikey-multipart bitrix24-1k bitrix24-64k"}
 work=$(mktemp -d /tmp/hookgate-bench.XXXXXX)
+pin_server=() pin_other=()
+if [ "${BENCH_PIN:-}" = 1 ]; then
+  [ "$(nproc)" -ge 2 ] || { echo "BENCH_PIN=1 needs at least 2 CPUs" >&2; exit 2; }
+  command -v taskset >/dev/null || { echo "BENCH_PIN=1 needs taskset (util-linux)" >&2; exit 2; }
+  pin_server=(taskset -c 0) pin_other=(taskset -c "1-$(($(nproc) - 1))")
+fi
 pids=()
 log() { printf '== %s\n' "$*" >&2; }
 
@@ -82,7 +91,7 @@ mkdir -p "$chdir/tmp" "$chdir/uf" "$chdir/fs"
 for attempt in 1 2 3; do
   chtcp=$(free_port); chhttp=$(free_port); chinter=$(free_port)
   log "starting ClickHouse on 127.0.0.1:$chtcp"
-  "$chbin" --config-file=/etc/clickhouse-server/config.xml -- \
+  "${pin_other[@]}" "$chbin" --config-file=/etc/clickhouse-server/config.xml -- \
     --path="$chdir/" --tmp_path="$chdir/tmp/" --user_files_path="$chdir/uf/" --format_schema_path="$chdir/fs/" \
     --logger.log="$chdir/server.log" --logger.errorlog="$chdir/err.log" --listen_host=127.0.0.1 \
     --tcp_port="$chtcp" --http_port="$chhttp" --interserver_http_port="$chinter" >"$work/clickhouse.log" 2>&1 &
@@ -103,7 +112,7 @@ done
 
 # --- yardstick -----------------------------------------------------------------
 yport=$(free_port)
-"$work/bin/yardstick" -listen "127.0.0.1:$yport" >"$work/yardstick.log" 2>&1 &
+"${pin_server[@]}" "$work/bin/yardstick" -listen "127.0.0.1:$yport" >"$work/yardstick.log" 2>&1 &
 ypid=$!
 pids+=($ypid)
 
@@ -150,7 +159,7 @@ sources:
     event: contact.changed
 EOF
   log "starting $label on 127.0.0.1:$gw_port (bus 127.0.0.1:$gw_bus, sync $sync, history database $db${gw_env:+, env $gw_env})"
-  env ${gw_env:-} "$bin" serve --config "$work/$label.yaml" >"$work/$label.log" 2>&1 &
+  "${pin_server[@]}" env ${gw_env:-} "$bin" serve --config "$work/$label.yaml" >"$work/$label.log" 2>&1 &
   gw_pid=$!
   pids+=($gw_pid)
   wait_port "$gw_port" "$label"
@@ -198,7 +207,7 @@ wait_port "$yport" yardstick
 results=$work/results.jsonl
 bench_one() { # label url pid scenario [extra flags]
   local label=$1 url=$2 pid=$3 sc=$4; shift 4
-  timeout 120 "$lb" run -url "$url" -scenario "$sc" -label "$label" -pid "$pid" \
+  "${pin_other[@]}" timeout 120 "$lb" run -url "$url" -scenario "$sc" -label "$label" -pid "$pid" \
     -c "$conns" -d "$duration" -warmup "$warmup" -out "$results" "$@"
 }
 for round in $(seq 1 "$repeat"); do
