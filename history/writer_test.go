@@ -594,3 +594,66 @@ func TestInsertInBlocks(t *testing.T) {
 		t.Errorf("active parts = %d, max level %d; want the blocks squashed into one part of level 0", parts, maxLevel)
 	}
 }
+
+// Rows that overflowed a full queue into the open spool segment do not
+// send later batches through the spool (encode, fsync, read back): the
+// batch is inserted directly, and the overflow rows are replayed with the
+// next flush. Sealed segments still go first.
+func TestBatchNotHeldByOverflow(t *testing.T) {
+	addr := testenv.ClickHouse(t)
+	db := testenv.ClickHouseDatabase(t, addr)
+	var c counter
+	opts := append(testOptions(&c), WithQueue(10, 64<<20))
+	w, err := New(context.Background(), testConfig(addr, db), t.TempDir(), "", opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = w.Close(context.Background()) })
+	rows := testRows(40, "overflow")
+	for _, x := range rows[:15] { // 10 queued, 5 overflow into the open segment
+		w.Record(x)
+	}
+	if got := c.get(ResultSpooled); got != 5 {
+		t.Fatalf("spooled after a full queue = %d; want 5", got)
+	}
+	if w.spool.sealedPending() || !w.spool.pending() {
+		t.Fatalf("spool: sealed pending %v, pending %v; want only an open segment", w.spool.sealedPending(), w.spool.pending())
+	}
+	batch := rows[15:25]
+	for i := range batch {
+		if err := normalize(&batch[i], time.Now); err != nil {
+			t.Fatal(err)
+		}
+	}
+	w.send(context.Background(), batch, false)
+	if got := c.get(ResultWritten); got != 10 {
+		t.Errorf("written after send beside an open overflow segment = %d; want the batch's 10", got)
+	}
+	if got := c.get(ResultSpooled); got != 5 {
+		t.Errorf("spooled = %d; want still 5 (the batch went to ClickHouse)", got)
+	}
+	// A sealed segment, on the other hand, holds later batches back.
+	if err := w.spool.sealOverflow(); err != nil {
+		t.Fatal(err)
+	}
+	later := rows[25:30]
+	for i := range later {
+		if err := normalize(&later[i], time.Now); err != nil {
+			t.Fatal(err)
+		}
+	}
+	w.send(context.Background(), later, false)
+	if got := c.get(ResultSpooled); got != 10 {
+		t.Errorf("spooled after a send behind a sealed segment = %d; want 10", got)
+	}
+	// Everything lands once.
+	stop := start(t, w)
+	for _, x := range rows[30:] {
+		w.Record(x)
+	}
+	stop()
+	conn := testenv.ClickHouseConn(t, addr)
+	if total, distinct := rowCounts(t, conn, db); total != 40 || distinct != 40 {
+		t.Errorf("rows = %d (%d distinct); want 40", total, distinct)
+	}
+}
