@@ -220,13 +220,12 @@ func Params(query, fields url.Values) map[string]string {
 
 // StringField returns the top-level string field name of a JSON object, and
 // whether it was there. Anything else (not an object, not a string) is
-// reported as absent.
+// reported as absent; of repeated names the last counts, as in a map. doc
+// is meant to be valid JSON (as Decode returns it): the object's members
+// are skipped over, not decoded, and only the field's value is unmarshaled
+// (FuzzStringField compares it with unmarshaling the whole object).
 func StringField(doc json.RawMessage, name string) (string, bool) {
-	var obj map[string]json.RawMessage
-	if err := json.Unmarshal(doc, &obj); err != nil {
-		return "", false
-	}
-	raw, ok := obj[name]
+	raw, ok := topLevelField(doc, name)
 	if !ok {
 		return "", false
 	}
@@ -235,4 +234,116 @@ func StringField(doc json.RawMessage, name string) (string, bool) {
 		return "", false
 	}
 	return s, true
+}
+
+// topLevelField returns the raw value of the last member called name of
+// the JSON object doc.
+func topLevelField(doc []byte, name string) ([]byte, bool) {
+	i := skipSpace(doc, 0)
+	if i >= len(doc) || doc[i] != '{' {
+		return nil, false
+	}
+	var found []byte
+	ok := false
+	for i++; ; {
+		i = skipSpace(doc, i)
+		if i >= len(doc) {
+			return nil, false
+		}
+		switch doc[i] {
+		case '}':
+			return found, ok
+		case ',':
+			i++
+			continue
+		case '"':
+		default:
+			return nil, false
+		}
+		kEnd := skipString(doc, i)
+		if kEnd < 0 {
+			return nil, false
+		}
+		key := doc[i:kEnd]
+		i = skipSpace(doc, kEnd)
+		if i >= len(doc) || doc[i] != ':' {
+			return nil, false
+		}
+		i = skipSpace(doc, i+1)
+		vEnd := skipValue(doc, i)
+		if vEnd < 0 {
+			return nil, false
+		}
+		if keyIs(key, name) {
+			found, ok = doc[i:vEnd], true
+		}
+		i = vEnd
+	}
+}
+
+func skipSpace(doc []byte, i int) int {
+	for i < len(doc) && (doc[i] == ' ' || doc[i] == '\t' || doc[i] == '\n' || doc[i] == '\r') {
+		i++
+	}
+	return i
+}
+
+// skipString returns the index after the string starting at doc[i] (a
+// quote), or -1 when it does not end.
+func skipString(doc []byte, i int) int {
+	for i++; i < len(doc); i++ {
+		switch doc[i] {
+		case '\\':
+			i++
+		case '"':
+			return i + 1
+		}
+	}
+	return -1
+}
+
+// skipValue returns the index after the value starting at doc[i], or -1.
+func skipValue(doc []byte, i int) int {
+	if i >= len(doc) {
+		return -1
+	}
+	switch doc[i] {
+	case '"':
+		return skipString(doc, i)
+	case '{', '[':
+		depth := 0
+		for ; i < len(doc); i++ {
+			switch doc[i] {
+			case '"':
+				if i = skipString(doc, i); i < 0 {
+					return -1
+				}
+				i-- // the loop's i++
+			case '{', '[':
+				depth++
+			case '}', ']':
+				if depth--; depth == 0 {
+					return i + 1
+				}
+			}
+		}
+		return -1
+	}
+	start := i
+	for i < len(doc) && !strings.ContainsRune(",}] \t\r\n", rune(doc[i])) {
+		i++
+	}
+	if i == start {
+		return -1
+	}
+	return i
+}
+
+// keyIs reports whether the quoted key (escapes and all) is name.
+func keyIs(key []byte, name string) bool {
+	if bytes.IndexByte(key, '\\') < 0 {
+		return string(key[1:len(key)-1]) == name
+	}
+	var k string
+	return json.Unmarshal(key, &k) == nil && k == name
 }

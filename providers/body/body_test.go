@@ -1,6 +1,7 @@
 package body_test
 
 import (
+	"encoding/json"
 	"net/url"
 	"reflect"
 	"testing"
@@ -70,6 +71,12 @@ func TestStringField(t *testing.T) {
 		{`{"type":1}`, "", false},
 		{`[]`, "", false},
 		{`{"other":"x"}`, "", false},
+		{` { "a" : {"type":"in"}, "b":["type","}"], "type" : "top" } `, "top", true},
+		{`{"type":"first","type":"last"}`, "last", true},
+		{`{"typ\u0065":"escaped key"}`, "escaped key", true},
+		{`{"type":"a\"b\\"}`, `a"b\`, true},
+		{`{"type":null}`, "", true}, // as json.Unmarshal of null into a string: no error
+		{`"type"`, "", false},
 	}
 	for _, tc := range tests {
 		if got, ok := body.StringField([]byte(tc.doc), "type"); got != tc.want || ok != tc.ok {
@@ -104,6 +111,37 @@ func FuzzParseForm(f *testing.F) {
 			if len(vs) != len(want[k])+1 || !reflect.DeepEqual(vs[:len(vs)-1], want[k]) {
 				t.Fatalf("after appending to every name, %q = %q; want %q and one more", k, vs, want[k])
 			}
+		}
+	})
+}
+
+// StringField must find what unmarshaling the whole object finds, for
+// every valid JSON document.
+func FuzzStringField(f *testing.F) {
+	for _, s := range []string{
+		`{"type":"x"}`, `{"type":1}`, `[]`, `{}`, `{"a":{"type":"no"},"type":"yes"}`,
+		`{"type":"a","type":"b"}`, `{"typ\u0065":"k"}`, `{"t":[1,{"type":"x"},"]"],"type":"\u00e9"}`,
+		`{"type":"\ud800"}`, ` {"type" : "s" } `, `{"type":true}`, `null`, `"type"`,
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, doc string) {
+		if !json.Valid([]byte(doc)) {
+			return
+		}
+		want, wantOK := "", false
+		var obj map[string]json.RawMessage
+		if json.Unmarshal([]byte(doc), &obj) == nil {
+			if raw, ok := obj["type"]; ok {
+				wantOK = json.Unmarshal(raw, &want) == nil
+				if !wantOK {
+					want = ""
+				}
+			}
+		}
+		got, ok := body.StringField([]byte(doc), "type")
+		if got != want || ok != wantOK {
+			t.Fatalf("StringField(%s) = %q, %v; unmarshaling the object: %q, %v", doc, got, ok, want, wantOK)
 		}
 	})
 }
