@@ -293,7 +293,7 @@ func (in *inbound) headers(g *Gateway, c *fiber.Ctx) []field {
 	h := &c.Request().Header
 	out := make([]field, 0, h.Len()+4)
 	h.VisitAll(func(k, v []byte) {
-		name := string(k)
+		name := headerNames.get(k)
 		value := hookgate.Redacted
 		if !sensitiveName(name) {
 			value = g.deps.Secrets.Redact(string(v))
@@ -492,6 +492,42 @@ var (
 		return hookgate.SensitiveName(k)
 	})
 )
+
+// headerNames interns header names: the same few names come with every
+// request, and each would otherwise be a new string. Bounded like
+// nameMemo; a name beyond the bound is simply copied.
+var headerNames interner
+
+// interner is a copy-on-write set of strings read without locks, of at
+// most nameMemoMax entries.
+type interner struct {
+	m  atomic.Pointer[map[string]string]
+	mu sync.Mutex
+}
+
+func (n *interner) get(b []byte) string {
+	if m := n.m.Load(); m != nil {
+		if s, ok := (*m)[string(b)]; ok { // no allocation for the lookup
+			return s
+		}
+	}
+	s := string(b)
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	var cur map[string]string
+	if m := n.m.Load(); m != nil {
+		cur = *m
+	}
+	if _, ok := cur[s]; !ok && len(cur) < nameMemoMax {
+		next := make(map[string]string, len(cur)+1)
+		for k, v := range cur {
+			next[k] = v
+		}
+		next[s] = s
+		n.m.Store(&next)
+	}
+	return s
+}
 
 // nameMemo remembers a function of parameter, form key and header names:
 // every request asks it for each of them, and the names repeat. The map is

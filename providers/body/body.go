@@ -153,42 +153,49 @@ func multipartFields(body []byte, boundary string) (url.Values, error) {
 }
 
 // ParseForm is url.ParseQuery with fewer allocations (it is on every
-// form request's path): the map is sized from the number of fields and the
-// first values of all names share one backing array. It returns the same
-// values and, like url.ParseQuery, the first error while still parsing the
-// rest (FuzzParseForm compares the two).
+// form request's path): every key and value is unescaped into one buffer
+// that becomes a single string they are all slices of, the map is sized
+// from the number of fields, and the first values of all names share one
+// backing array. It returns the same values and, like url.ParseQuery, the
+// first error while still parsing the rest (FuzzParseForm compares the
+// two).
 func ParseForm(s string) (url.Values, error) {
 	n := strings.Count(s, "&") + 1
-	m := make(url.Values, n)
-	first := make([]string, 0, n)
+	type span struct{ k, kv, v int } // key buf[k:kv], value buf[kv:v]
+	var spanArr [32]span
+	spans := spanArr[:0]
+	buf := make([]byte, 0, len(s))
 	var err error
-	for s != "" {
-		var key string
-		key, s, _ = strings.Cut(s, "&")
-		if strings.Contains(key, ";") {
-			if err == nil {
-				err = errors.New("invalid semicolon separator in query")
+	for rest := s; rest != ""; {
+		var pair string
+		pair, rest, _ = strings.Cut(rest, "&")
+		if strings.Contains(pair, ";") {
+			err = errSemicolon // as url.ParseQuery: this error replaces any before it
+			continue
+		}
+		if pair == "" {
+			continue
+		}
+		key, value, _ := strings.Cut(pair, "=")
+		mark := len(buf)
+		var err1 error
+		if buf, err1 = appendQueryUnescaped(buf, key); err1 == nil {
+			kv := len(buf)
+			if buf, err1 = appendQueryUnescaped(buf, value); err1 == nil {
+				spans = append(spans, span{mark, kv, len(buf)})
+				continue
 			}
-			continue
 		}
-		if key == "" {
-			continue
+		buf = buf[:mark]
+		if err == nil {
+			err = err1
 		}
-		key, value, _ := strings.Cut(key, "=")
-		key, err1 := url.QueryUnescape(key)
-		if err1 != nil {
-			if err == nil {
-				err = err1
-			}
-			continue
-		}
-		value, err1 = url.QueryUnescape(value)
-		if err1 != nil {
-			if err == nil {
-				err = err1
-			}
-			continue
-		}
+	}
+	all := string(buf)
+	m := make(url.Values, n)
+	first := make([]string, 0, len(spans))
+	for _, sp := range spans {
+		key, value := all[sp.k:sp.kv], all[sp.kv:sp.v]
 		if vs, ok := m[key]; ok {
 			m[key] = append(vs, value) // cap is len: a new array, first untouched
 			continue
@@ -198,6 +205,47 @@ func ParseForm(s string) (url.Values, error) {
 		m[key] = first[i-1 : i : i]
 	}
 	return m, err
+}
+
+var errSemicolon = errors.New("invalid semicolon separator in query")
+
+// appendQueryUnescaped appends s unescaped as url.QueryUnescape does
+// ('+' is a space, %XX a byte) and fails, as it does, on a '%' not
+// followed by two hex digits.
+func appendQueryUnescaped(b []byte, s string) ([]byte, error) {
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; c {
+		case '%':
+			if i+2 >= len(s) || !isHex(s[i+1]) || !isHex(s[i+2]) {
+				e := s[i:]
+				if len(e) > 3 {
+					e = e[:3]
+				}
+				return b, url.EscapeError(e)
+			}
+			b = append(b, unhex(s[i+1])<<4|unhex(s[i+2]))
+			i += 2
+		case '+':
+			b = append(b, ' ')
+		default:
+			b = append(b, c)
+		}
+	}
+	return b, nil
+}
+
+func isHex(c byte) bool {
+	return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F'
+}
+
+func unhex(c byte) byte {
+	switch {
+	case c >= 'a':
+		return c - 'a' + 10
+	case c >= 'A':
+		return c - 'A' + 10
+	}
+	return c - '0'
 }
 
 // Params merges query and form fields into one flat map: the first value of

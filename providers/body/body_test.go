@@ -90,14 +90,14 @@ func FuzzParseForm(f *testing.F) {
 	for _, s := range []string{
 		"", "a=1", "a=1&a=2&b=3", "a", "=x", "&&a=1&", "a=%zz&b=2", "a;b=1&c=2",
 		"data%5BFIELDS%5D%5BID%5D=42&auth%5Bapplication_token%5D=t+k%2F",
-		"a=1&b=%41&a=&c=%2", "%=1", "a=b=c",
+		"a=1&b=%41&a=&c=%2", "%=1", "a=b=c", "k%2=v&ok=1", "x=%e2%82%ac+%2B&x=2&y=%ZZ", "%41%4a=%4A%6a",
 	} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
 		want, wantErr := url.ParseQuery(s)
 		got, err := body.ParseForm(s)
-		if (err == nil) != (wantErr == nil) {
+		if (err == nil) != (wantErr == nil) || (err != nil && err.Error() != wantErr.Error()) {
 			t.Fatalf("ParseForm(%q) error = %v; url.ParseQuery: %v", s, err, wantErr)
 		}
 		if !reflect.DeepEqual(got, want) {
