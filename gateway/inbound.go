@@ -292,7 +292,7 @@ func (in *inbound) headers(g *Gateway, c *fiber.Ctx) []field {
 	h := &c.Request().Header
 	out := make([]field, 0, h.Len()+4)
 	h.VisitAll(func(k, v []byte) {
-		name := headerNames.get(k)
+		name := headerNames.getBytes(k)
 		value := hookgate.Redacted
 		if !sensitiveName(name) {
 			value = g.deps.Secrets.Redact(string(v))
@@ -493,78 +493,64 @@ var (
 )
 
 // headerNames interns header names: the same few names come with every
-// request, and each would otherwise be a new string. Bounded like
-// nameMemo; a name beyond the bound is simply copied.
-var headerNames interner
-
-// interner is a copy-on-write set of strings read without locks, of at
-// most nameMemoMax entries.
-type interner struct {
-	m  atomic.Pointer[map[string]string]
-	mu sync.Mutex
-}
-
-func (n *interner) get(b []byte) string {
-	if m := n.m.Load(); m != nil {
-		if s, ok := (*m)[string(b)]; ok { // no allocation for the lookup
-			return s
-		}
-	}
-	s := string(b)
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	var cur map[string]string
-	if m := n.m.Load(); m != nil {
-		cur = *m
-	}
-	if _, ok := cur[s]; !ok && len(cur) < nameMemoMax {
-		next := make(map[string]string, len(cur)+1)
-		for k, v := range cur {
-			next[k] = v
-		}
-		next[s] = s
-		n.m.Store(&next)
-	}
-	return s
-}
+// request, and each would otherwise be a new string.
+var headerNames = newNameMemo(func(name string) string { return name })
 
 // nameMemo remembers a function of parameter, form key and header names:
 // every request asks it for each of them, and the names repeat. The map is
 // copied on write and read without locks; it stops growing at
 // nameMemoMax names (senders choose names), after which new names are
 // simply computed.
-type nameMemo struct {
-	f  func(string) bool
-	m  atomic.Pointer[map[string]bool]
+type nameMemo[V any] struct {
+	f  func(string) V
+	m  atomic.Pointer[map[string]V]
 	mu sync.Mutex
 }
 
 const nameMemoMax = 256
 
-func newNameMemo(f func(string) bool) *nameMemo {
-	n := &nameMemo{f: f}
-	n.m.Store(&map[string]bool{})
+func newNameMemo[V any](f func(string) V) *nameMemo[V] {
+	n := &nameMemo[V]{f: f}
+	n.m.Store(&map[string]V{})
 	return n
 }
 
-func (n *nameMemo) get(name string) bool {
+func (n *nameMemo[V]) get(name string) V {
 	m := *n.m.Load()
 	if v, ok := m[name]; ok {
 		return v
 	}
+	if len(m) >= nameMemoMax {
+		return n.f(name)
+	}
+	return n.add(strings.Clone(name)) // kept in the map: the caller's may be a reused buffer
+}
+
+// getBytes is get for a name held in a buffer that will be reused.
+func (n *nameMemo[V]) getBytes(name []byte) V {
+	if v, ok := (*n.m.Load())[string(name)]; ok { // no allocation for the lookup
+		return v
+	}
+	return n.add(string(name))
+}
+
+// add computes the value of a name the caller owns and remembers it while
+// the map is under its bound.
+func (n *nameMemo[V]) add(name string) V {
 	v := n.f(name)
-	if len(m) < nameMemoMax {
-		n.mu.Lock()
-		cur := *n.m.Load()
-		if _, ok := cur[name]; !ok && len(cur) < nameMemoMax {
-			next := make(map[string]bool, len(cur)+1)
-			for k, b := range cur {
-				next[k] = b
-			}
-			next[strings.Clone(name)] = v
-			n.m.Store(&next)
+	if len(*n.m.Load()) >= nameMemoMax {
+		return v
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	cur := *n.m.Load()
+	if _, ok := cur[name]; !ok && len(cur) < nameMemoMax {
+		next := make(map[string]V, len(cur)+1)
+		for k, b := range cur {
+			next[k] = b
 		}
-		n.mu.Unlock()
+		next[name] = v
+		n.m.Store(&next)
 	}
 	return v
 }
