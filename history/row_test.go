@@ -6,6 +6,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -250,6 +251,17 @@ func FuzzEncodeRows(f *testing.F) {
 		line := want.String()
 		if string(got) != line+line {
 			t.Fatalf("encodeRows =\n%s\nencoding/json:\n%s", got, line+line)
+		}
+		// and the spool reads every line it writes by hand, as encoding/json would
+		var fast, slow hookgate.Exchange
+		if !decodeRowFast([]byte(line), &fast) {
+			t.Fatalf("decodeRowFast did not take %s", line)
+		}
+		if err := json.Unmarshal([]byte(line), &slow); err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(fast, slow) {
+			t.Fatalf("decodeRowFast read\n%+v\nencoding/json\n%+v", fast, slow)
 		}
 	})
 }

@@ -372,7 +372,7 @@ func (s *spool) read(seg segment) ([]hookgate.Exchange, int, error) {
 		line, err := r.ReadBytes('\n')
 		if len(bytes.TrimSpace(line)) > 0 {
 			var x hookgate.Exchange
-			if jerr := json.Unmarshal(line, &x); jerr != nil {
+			if jerr := decodeRow(line, &x); jerr != nil {
 				bad++
 			} else {
 				rows = append(rows, x)
