@@ -38,11 +38,20 @@ const (
 // Run works off the queue until ctx ends: one durable consumer per
 // partition, each running handler on one job at a time. When ctx ends it
 // stops fetching, gives a running handler StopGrace to finish, then
-// cancels it and hands its job back. It returns nil after a graceful stop.
+// cancels it and hands its job back. It returns nil after a graceful stop,
+// also one that comes while it is still setting up.
 func (q *Queue) Run(ctx context.Context, handler Handler) error {
 	if handler == nil {
 		return errors.New("jobs: nil handler")
 	}
+	err := q.run(ctx, handler)
+	if err != nil && ctx.Err() != nil && errors.Is(err, ctx.Err()) {
+		return nil
+	}
+	return err
+}
+
+func (q *Queue) run(ctx context.Context, handler Handler) error {
 	parts, err := q.partitions(ctx)
 	if err != nil {
 		return err

@@ -26,8 +26,17 @@ const (
 )
 
 // Run consumes the inbound stream and runs the route jobs (the queue's
-// workers) until ctx ends. It returns nil after a graceful stop.
+// workers) until ctx ends. It returns nil after a graceful stop, also one
+// that comes while it is still setting up.
 func (e *Engine) Run(ctx context.Context, js jetstream.JetStream) error {
+	err := e.run(ctx, js)
+	if err != nil && ctx.Err() != nil && errors.Is(err, ctx.Err()) {
+		return nil
+	}
+	return err
+}
+
+func (e *Engine) run(ctx context.Context, js jetstream.JetStream) error {
 	stream := e.deps.Stream
 	if stream == "" {
 		var err error
