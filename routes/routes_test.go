@@ -159,7 +159,7 @@ func (p *platform) ok() []received {
 
 // env is a gateway minus HTTP: embedded NATS, the simulator, the platform.
 type env struct {
-	t        *testing.T
+	t        testing.TB
 	dir      string
 	bus      *events.Bus
 	sim      *bitrix24test.Server
@@ -176,7 +176,7 @@ type env struct {
 	done   chan error
 }
 
-func newEnv(t *testing.T, schedule ...time.Duration) *env {
+func newEnv(t testing.TB, schedule ...time.Duration) *env {
 	t.Helper()
 	e := &env{t: t, dir: t.TempDir(), sim: bitrix24test.NewServer(), platform: &platform{}, rec: &recorder{}}
 	e.sim.SeedDeals(40)
@@ -735,4 +735,32 @@ func TestStopWhileStarting(t *testing.T) {
 		}
 		cancel()
 	}
+}
+
+// BenchmarkRouteEvents: b.N Bitrix24 events are in the stream before the
+// engine starts; it reports how many a second become stored jobs (the
+// route's call and delivery run in the jobs' own workers, not timed).
+func BenchmarkRouteEvents(b *testing.B) {
+	e := newEnv(b)
+	e.start() // creates the consumer, so that it starts before the events
+	e.stop()
+	for i := range b.N {
+		e.publish("ONCRMDEALUPDATE", 1+i%40, "bench-"+strconv.Itoa(i), true)
+	}
+	b.ResetTimer()
+	start := time.Now()
+	e.start()
+	js := e.bus.JetStream()
+	for {
+		s, err := js.Stream(context.Background(), jobs.DefaultStream)
+		if err != nil {
+			b.Fatal(err)
+		}
+		// a work queue: jobs leave the stream when done, so count them by sequence
+		if s.CachedInfo().State.LastSeq >= uint64(b.N) {
+			break
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "events/s")
 }
