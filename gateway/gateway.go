@@ -425,7 +425,9 @@ func (g *Gateway) errorHandler(c *fiber.Ctx, err error) error {
 		case fiber.StatusBadRequest:
 			code = hookgate.EBadRequest
 		case fiber.StatusRequestTimeout:
-			code = hookgate.EBadRequest
+			// not a malformed request: one that did not arrive in time, so
+			// a retryable answer (a 400 tells a sender not to try again)
+			code = ERequestTimeout
 		case fiber.StatusRequestHeaderFieldsTooLarge:
 			code = EHeaderTooLarge
 		}
@@ -467,11 +469,18 @@ func (g *Gateway) webhookPath(path string) (*inbound, bool) {
 // server.max_header_bytes (431).
 const EHeaderTooLarge = "header_too_large"
 
+// ERequestTimeout answers a request not read whole within
+// server.read_timeout (408). fasthttp also writes it to a connection that
+// stayed silent that long.
+const ERequestTimeout = "request_timeout"
+
 // Status maps an error code to its HTTP status: the one place that does.
 func Status(code string) int {
 	switch code {
 	case EHeaderTooLarge:
 		return fiber.StatusRequestHeaderFieldsTooLarge
+	case ERequestTimeout:
+		return fiber.StatusRequestTimeout
 	case hookgate.EUnknownSource, hookgate.ENotFound:
 		return fiber.StatusNotFound
 	case hookgate.EInvalidToken, hookgate.EInvalidSignature, hookgate.EUnauthorized:

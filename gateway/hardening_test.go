@@ -173,6 +173,47 @@ func TestSlowlorisDoesNotStarve(t *testing.T) {
 	}
 }
 
+// TestReadTimeoutAnswer: a request not read whole within read_timeout is
+// answered 408 request_timeout (retryable), not 400 bad_request (which a
+// sender takes as "do not send again"); a connection that stays silent
+// that long gets the same 408. (No history row: fasthttp forgets the
+// request line of a body it could not read before the error handler runs.)
+func TestReadTimeoutAnswer(t *testing.T) {
+	const readTimeout = 500 * time.Millisecond
+	f := newHardFixture(t, func(s *config.Server) { s.ReadTimeout = config.Duration(readTimeout) }, nil, gateway.Deps{})
+	answer := func(send string) (status int, body string) {
+		t.Helper()
+		c, err := net.DialTimeout("tcp", f.addr, 2*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		if send != "" {
+			if _, err := io.WriteString(c, send); err != nil {
+				t.Fatal(err)
+			}
+		}
+		c.SetReadDeadline(time.Now().Add(readTimeout + 5*time.Second))
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil {
+			t.Fatalf("no answer after the read timeout: %v", err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+
+	// the header and half of the body, then nothing
+	partial := "POST /webhook/a HTTP/1.1\r\nHost: x\r\nContent-Type: " + form +
+		"\r\nContent-Length: 100\r\n\r\nevent=E&token=" + secretA
+	if status, body := answer(partial); status != 408 || body != `{"error":"request_timeout"}` {
+		t.Errorf("body cut short: %d %s; want 408 request_timeout", status, body)
+	}
+	if status, body := answer(""); status != 408 || body != `{"error":"request_timeout"}` {
+		t.Errorf("silent connection: %d %s; want 408 request_timeout", status, body)
+	}
+}
+
 func TestHeaderTooLarge(t *testing.T) {
 	f := newHardFixture(t, func(s *config.Server) { s.MaxHeaderBytes = 8 << 10 }, nil, gateway.Deps{})
 	tests := []struct {
