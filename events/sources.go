@@ -24,13 +24,15 @@ type SourceStore struct {
 	kv jetstream.KeyValue
 }
 
-// NewSourceStore opens (creating when needed) the runtime sources bucket.
-func NewSourceStore(ctx context.Context, js jetstream.JetStream) (*SourceStore, error) {
+// NewSourceStore opens (creating when needed) the runtime sources bucket,
+// kept on replicas servers (bus.replicas).
+func NewSourceStore(ctx context.Context, js jetstream.JetStream, replicas int) (*SourceStore, error) {
 	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
 		Bucket:      SourcesBucket,
 		Description: "hookgate runtime sources (admin API)",
 		History:     5,
 		Storage:     jetstream.FileStorage,
+		Replicas:    max(replicas, 1),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("events: bucket %s: %w", SourcesBucket, err)

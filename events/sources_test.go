@@ -35,7 +35,7 @@ func twoBuses(t *testing.T) (a, b *events.Bus) {
 func TestSourceStorePutListDelete(t *testing.T) {
 	ctx := context.Background()
 	bus, _ := twoBuses(t)
-	st, err := events.NewSourceStore(ctx, bus.JetStream())
+	st, err := events.NewSourceStore(ctx, bus.JetStream(), 1)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -74,11 +74,11 @@ func TestSourceStoreWatchAcrossInstances(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	busA, busB := twoBuses(t)
-	stA, err := events.NewSourceStore(ctx, busA.JetStream())
+	stA, err := events.NewSourceStore(ctx, busA.JetStream(), 1)
 	if err != nil {
 		t.Fatal(err)
 	}
-	stB, err := events.NewSourceStore(ctx, busB.JetStream())
+	stB, err := events.NewSourceStore(ctx, busB.JetStream(), 1)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -88,7 +88,7 @@ func newAdminFixture(t *testing.T, o adminOptions) *adminFixture {
 		}
 		t.Cleanup(func() { bus.Close() })
 	}
-	store, err := events.NewSourceStore(ctx, bus.JetStream())
+	store, err := events.NewSourceStore(ctx, bus.JetStream(), 1)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -55,7 +55,7 @@ func newHardFixture(t *testing.T, mutate func(*config.Server), sources []config.
 	}
 	d.Registry, d.Secrets, d.Bus, d.Recorder = reg, sec, bus, rec
 	if d.Admin != nil {
-		store, err := events.NewSourceStore(context.Background(), bus.JetStream())
+		store, err := events.NewSourceStore(context.Background(), bus.JetStream(), 1)
 		if err != nil {
 			t.Fatal(err)
 		}

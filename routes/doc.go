@@ -56,7 +56,7 @@
 //	js := bus.JetStream()
 //	q, err := jobs.New(ctx, js, jobs.FromConfig(cfg.Retry),
 //		jobs.WithLogger(log), jobs.WithObserver(jobs.Observer{Pending: ..., Dead: ...}))
-//	disabled, err := routes.DisabledBucket(ctx, js)
+//	disabled, err := routes.DisabledBucket(ctx, js, 1)
 //	portals := map[string]*outbound.Bitrix24{} // one client per cfg.Portals entry,
 //	// outbound.NewBitrix24(p, secretFunc, outbound.WithRecorder(historyWriter), ...)
 //	eng, err := routes.New(cfg.Routes, routes.Deps{

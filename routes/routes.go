@@ -391,12 +391,13 @@ type DisabledRoute struct {
 }
 
 // DisabledBucket opens (creating it if needed) the KV bucket of disabled
-// routes.
-func DisabledBucket(ctx context.Context, js jetstream.JetStream) (jetstream.KeyValue, error) {
+// routes, kept on replicas servers (bus.replicas).
+func DisabledBucket(ctx context.Context, js jetstream.JetStream, replicas int) (jetstream.KeyValue, error) {
 	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
 		Bucket:      DisabledBucketName,
 		Description: "hookgate routes whose deliveries are disabled (410 Gone)",
 		Storage:     jetstream.FileStorage,
+		Replicas:    max(replicas, 1),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("routes: bucket %s: %w", DisabledBucketName, err)

@@ -224,7 +224,7 @@ func (e *env) start() {
 	if err != nil {
 		e.t.Fatalf("jobs.New: %v", err)
 	}
-	kv, err := routes.DisabledBucket(ctx, js)
+	kv, err := routes.DisabledBucket(ctx, js, 1)
 	if err != nil {
 		e.t.Fatal(err)
 	}

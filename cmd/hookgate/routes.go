@@ -40,7 +40,7 @@ func cmdRoutes(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return err
 	}
 	defer bus.Close()
-	kv, err := routes.DisabledBucket(ctx, bus.JetStream())
+	kv, err := routes.DisabledBucket(ctx, bus.JetStream(), cfg.Bus.Replicas)
 	if err != nil {
 		return err
 	}

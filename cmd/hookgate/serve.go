@@ -139,7 +139,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, redact red
 	if dead, err := queue.Dead(ctx); err == nil {
 		m.SetJobsDead(len(dead))
 	}
-	disabled, err := routes.DisabledBucket(ctx, js)
+	disabled, err := routes.DisabledBucket(ctx, js, cfg.Bus.Replicas)
 	if err != nil {
 		return err
 	}
@@ -151,7 +151,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, redact red
 		return err
 	}
 
-	store, err := events.NewSourceStore(ctx, js)
+	store, err := events.NewSourceStore(ctx, js, cfg.Bus.Replicas)
 	if err != nil {
 		return err
 	}
