@@ -78,6 +78,7 @@ type Gateway struct {
 	fileSrcs []config.Source
 	mu       sync.Mutex // serialises table rebuilds
 	draining atomic.Bool
+	fresh    fresh // accepted connections that have sent nothing yet
 	log      *slog.Logger
 	bodyMax  int64
 	trusted  []netip.Prefix // server.trusted_proxies
@@ -261,14 +262,19 @@ type SourceInfo struct {
 func (g *Gateway) App() *fiber.App { return g.app }
 
 // Serve answers on ln until Shutdown.
-func (g *Gateway) Serve(ln net.Listener) error { return g.app.Listener(ln) }
+func (g *Gateway) Serve(ln net.Listener) error { return g.app.Listener(g.fresh.listener(ln)) }
 
 // SetDraining makes /readyz answer 503 (first step of a graceful shutdown).
 func (g *Gateway) SetDraining() { g.draining.Store(true) }
 
 // Shutdown stops accepting connections and waits for in-flight requests.
+// Idle keep-alive connections are closed at once, connections that have
+// not sent a byte after freshGrace too.
 func (g *Gateway) Shutdown(ctx context.Context) error {
 	g.SetDraining()
+	stop := make(chan struct{})
+	defer close(stop)
+	go g.fresh.closeSilentUntil(stop, freshGrace)
 	return g.app.ShutdownWithContext(ctx)
 }
 

@@ -484,3 +484,73 @@ func TestNoSecretInErrors(t *testing.T) {
 		t.Errorf("store down: %d %s", status, body)
 	}
 }
+
+// TestShutdownClosesSilentConnections: a graceful stop does not wait for a
+// connection that has sent nothing (a load balancer's spare one) until
+// read_timeout, nor answers it 408: it closes it after a short grace, and
+// an idle keep-alive connection at once; a request half sent when the stop
+// begins is still read and answered.
+func TestShutdownClosesSilentConnections(t *testing.T) {
+	const readTimeout = 30 * time.Second
+	f := newHardFixture(t, func(s *config.Server) { s.ReadTimeout = config.Duration(readTimeout) }, nil, gateway.Deps{})
+	silent, err := net.DialTimeout("tcp", f.addr, 2*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer silent.Close()
+	idle, err := net.DialTimeout("tcp", f.addr, 2*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer idle.Close()
+	body := "event=E&token=" + secretA + "&id=keepalive"
+	fmt.Fprintf(idle, "POST /webhook/a HTTP/1.1\r\nHost: x\r\nContent-Type: %s\r\nContent-Length: %d\r\n\r\n%s", form, len(body), body)
+	resp, err := http.ReadResponse(bufio.NewReader(idle), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("keep-alive request: %d", resp.StatusCode)
+	}
+
+	// a request half sent when the stop begins is finished, not cut
+	slow, err := net.DialTimeout("tcp", f.addr, 2*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer slow.Close()
+	body = "event=E&token=" + secretA + "&id=in-flight"
+	fmt.Fprintf(slow, "POST /webhook/a HTTP/1.1\r\nHost: x\r\nContent-Type: %s\r\nContent-Length: %d\r\n\r\n%s", form, len(body), body[:10])
+	slowStatus := make(chan int, 1)
+	go func() {
+		time.Sleep(3 * time.Second) // past the grace of silent connections
+		io.WriteString(slow, body[10:])
+		slow.SetReadDeadline(time.Now().Add(10 * time.Second))
+		resp, err := http.ReadResponse(bufio.NewReader(slow), nil)
+		if err != nil {
+			slowStatus <- 0
+			return
+		}
+		resp.Body.Close()
+		slowStatus <- resp.StatusCode
+	}()
+	time.Sleep(100 * time.Millisecond)
+
+	ctx, cancel := context.WithTimeout(context.Background(), readTimeout-5*time.Second)
+	defer cancel()
+	start := time.Now()
+	if err := f.gw.Shutdown(ctx); err != nil {
+		t.Errorf("Shutdown = %v after %v; want nil, without waiting for the silent connection", err, time.Since(start))
+	}
+	if st := <-slowStatus; st != 200 {
+		t.Errorf("request in flight during the stop: status %d; want 200", st)
+	}
+	for name, c := range map[string]net.Conn{"silent": silent, "idle": idle} {
+		c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		b := make([]byte, 256)
+		if n, err := c.Read(b); n != 0 || !errors.Is(err, io.EOF) {
+			t.Errorf("%s connection after Shutdown: read %q, %v; want it closed without an answer", name, b[:n], err)
+		}
+	}
+}
