@@ -27,8 +27,8 @@ type fresh struct {
 func (f *fresh) listener(ln net.Listener) net.Listener { return freshListener{ln, f} }
 
 // closeSilent closes the tracked connections accepted at least grace
-// before now and reports how many.
-func (f *fresh) closeSilent(now time.Time, grace time.Duration) int {
+// before now.
+func (f *fresh) closeSilent(now time.Time, grace time.Duration) {
 	f.mu.Lock()
 	var silent []*freshConn
 	for c, at := range f.conns {
@@ -41,7 +41,6 @@ func (f *fresh) closeSilent(now time.Time, grace time.Duration) int {
 	for _, c := range silent {
 		c.Conn.Close()
 	}
-	return len(silent)
 }
 
 // closeSilentUntil closes silent connections every 100 ms until stop is

@@ -106,12 +106,6 @@ func (d *rowDecoder) field(key string) span {
 	d.pos++
 	from, run, ascii := len(d.buf), d.pos, true
 	for d.pos < len(d.in) {
-		for d.pos < len(d.in) && plainByte[d.in[d.pos]] {
-			d.pos++
-		}
-		if d.pos == len(d.in) {
-			break
-		}
 		switch c := d.in[d.pos]; {
 		case c == '"':
 			d.buf = append(d.buf, d.in[run:d.pos]...)
@@ -143,15 +137,6 @@ func (d *rowDecoder) field(key string) span {
 	d.ok = false // no closing quote
 	return span{}
 }
-
-// plainByte marks the bytes a JSON string holds as they are: printable
-// ASCII other than the quote and the backslash.
-var plainByte = func() (t [256]bool) {
-	for c := 0x20; c < utf8.RuneSelf; c++ {
-		t[c] = c != '"' && c != '\\'
-	}
-	return t
-}()
 
 // escape appends the character of the escape at pos to buf. Surrogates
 // (halves of a UTF-16 pair, or lone) are left to encoding/json.

@@ -570,23 +570,5 @@ func TestStopWhileStarting(t *testing.T) {
 	t.Cleanup(func() { b.Close() })
 	q := newQueue(t, b.JetStream(), Config{Schedule: []time.Duration{time.Second}, Partitions: 16})
 	h := func(context.Context, *Job, int) error { return nil }
-	for _, after := range []time.Duration{0, 50 * time.Microsecond, 200 * time.Microsecond, time.Millisecond, 5 * time.Millisecond} {
-		ctx, cancel := context.WithCancel(context.Background())
-		if after == 0 {
-			cancel()
-		} else {
-			time.AfterFunc(after, cancel)
-		}
-		done := make(chan error, 1)
-		go func() { done <- q.Run(ctx, h) }()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("Run stopped %v after its start = %v; want nil", after, err)
-			}
-		case <-time.After(30 * time.Second):
-			t.Fatalf("Run stopped %v after its start did not return", after)
-		}
-		cancel()
-	}
+	testenv.StopWhileStarting(t, func(ctx context.Context) error { return q.Run(ctx, h) })
 }

@@ -716,25 +716,7 @@ func TestStopWhileStarting(t *testing.T) {
 	e.start()
 	e.stop()
 	js := e.bus.JetStream()
-	for _, after := range []time.Duration{0, 50 * time.Microsecond, 200 * time.Microsecond, time.Millisecond, 5 * time.Millisecond} {
-		ctx, cancel := context.WithCancel(context.Background())
-		if after == 0 {
-			cancel()
-		} else {
-			time.AfterFunc(after, cancel)
-		}
-		done := make(chan error, 1)
-		go func() { done <- e.eng.Run(ctx, js) }()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("Run stopped %v after its start = %v; want nil", after, err)
-			}
-		case <-time.After(30 * time.Second):
-			t.Fatalf("Run stopped %v after its start did not return", after)
-		}
-		cancel()
-	}
+	testenv.StopWhileStarting(t, func(ctx context.Context) error { return e.eng.Run(ctx, js) })
 }
 
 // BenchmarkRouteEvents: b.N Bitrix24 events are in the stream before the

@@ -9,6 +9,7 @@
 package testenv
 
 import (
+	"context"
 	"fmt"
 	"net"
 	"os"
@@ -176,3 +177,30 @@ func (p *Process) Running() bool { return p.cmd != nil }
 
 // Dir is the process's working directory (a test temp dir).
 func (p *Process) Dir() string { return p.dir }
+
+// StopWhileStarting runs run with contexts cancelled before it starts and
+// at moments early in its start-up, and fails the test unless each run
+// returns nil: a stop that comes while it is still setting up is a
+// graceful stop too.
+func StopWhileStarting(t testing.TB, run func(ctx context.Context) error) {
+	t.Helper()
+	for _, after := range []time.Duration{0, 50 * time.Microsecond, 200 * time.Microsecond, time.Millisecond, 5 * time.Millisecond} {
+		ctx, cancel := context.WithCancel(context.Background())
+		if after == 0 {
+			cancel()
+		} else {
+			time.AfterFunc(after, cancel)
+		}
+		done := make(chan error, 1)
+		go func() { done <- run(ctx) }()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("Run stopped %v after its start = %v; want nil", after, err)
+			}
+		case <-time.After(30 * time.Second):
+			t.Fatalf("Run stopped %v after its start did not return", after)
+		}
+		cancel()
+	}
+}
