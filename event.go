@@ -2,8 +2,8 @@ package hookgate
 
 import (
 	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
-	"strings"
 	"time"
 )
 
@@ -49,33 +49,52 @@ func InboundSubject(source, event string) string {
 	return "hookgate.in." + SubjectToken(source) + "." + SubjectToken(event)
 }
 
+// MaxSubjectToken is the longest subject token hookgate makes, in bytes.
+// NATS refuses a protocol line over 4 KiB and closes the connection that
+// sent it, so neither a source id nor an event name (chosen by a webhook's
+// sender) may make a subject of any length: a longer token is cut and
+// ends with a hash of the whole name, which keeps distinct names apart.
+// The CloudEvent keeps the full event name.
+const MaxSubjectToken = 128
+
+// subjectHashLen is the length of the "_<16 hex digits>" suffix of a cut
+// token.
+const subjectHashLen = 17
+
 // SubjectToken turns s into one NATS subject token: characters other than
-// letters, digits, '-' and '_' become '_'; an empty string becomes "_".
+// letters, digits, '-' and '_' become '_'; an empty string becomes "_". A
+// name over MaxSubjectToken bytes becomes its first 111 bytes, made safe,
+// followed by '_' and the first 16 hex digits of its SHA-256: at most
+// MaxSubjectToken bytes.
 func SubjectToken(s string) string {
 	if s == "" {
 		return "_"
 	}
-	ok := true
-	for i := 0; i < len(s); i++ {
-		if !subjectSafe(s[i]) {
-			ok = false
-			break
-		}
+	ok := len(s) <= MaxSubjectToken
+	for i := 0; ok && i < len(s); i++ {
+		ok = subjectSafe(s[i])
 	}
 	if ok {
 		return s
 	}
-	var b strings.Builder
-	b.Grow(len(s))
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if subjectSafe(c) {
-			b.WriteByte(c)
+	keep := min(len(s), MaxSubjectToken)
+	if len(s) > MaxSubjectToken {
+		keep = MaxSubjectToken - subjectHashLen
+	}
+	b := make([]byte, 0, MaxSubjectToken)
+	for i := 0; i < keep; i++ {
+		if c := s[i]; subjectSafe(c) {
+			b = append(b, c)
 		} else {
-			b.WriteByte('_')
+			b = append(b, '_')
 		}
 	}
-	return b.String()
+	if len(s) > MaxSubjectToken {
+		h := sha256.Sum256([]byte(s))
+		b = append(b, '_')
+		b = hex.AppendEncode(b, h[:8])
+	}
+	return string(b)
 }
 
 func subjectSafe(c byte) bool {

@@ -130,3 +130,17 @@ func TestParseSecretRef(t *testing.T) {
 		}
 	}
 }
+
+func TestValidateSourceIDLength(t *testing.T) {
+	providers := map[string]bool{"token": true}
+	ok := config.Source{ID: strings.Repeat("s", config.MaxIDLength), Provider: "token", Secret: "a/b"}
+	if ps := config.ValidateSource("s", ok, providers); len(ps) != 0 {
+		t.Errorf("ValidateSource(%d-byte id) = %v; want no problem", len(ok.ID), ps)
+	}
+	long := ok
+	long.ID += "s"
+	ps := config.ValidateSource("s", long, providers)
+	if len(ps) != 1 || ps[0].Path != "s.id" || strings.Contains(ps[0].Message, long.ID) {
+		t.Errorf("ValidateSource(%d-byte id) = %v; want one problem at s.id that does not echo the id", len(long.ID), ps)
+	}
+}

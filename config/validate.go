@@ -40,6 +40,25 @@ type Known struct {
 
 var idPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_-]*$`)
 
+// MaxIDLength is the longest source or portal id, in bytes. A source id is
+// a token of every subject its events go to and a key of the runtime
+// sources bucket; NATS refuses protocol lines over 4 KiB.
+const MaxIDLength = 64
+
+// checkID adds a problem when id is not a valid source or portal id. It
+// never echoes a long id whole.
+func checkID(add func(string, string, ...any), path, id string) bool {
+	switch {
+	case len(id) > MaxIDLength:
+		add(path, "want an id of at most %d characters, got %d", MaxIDLength, len(id))
+	case !idPattern.MatchString(id):
+		add(path, "want an id of letters, digits, - and _, got %q", id)
+	default:
+		return true
+	}
+	return false
+}
+
 // Validate checks the whole tree and returns Problems listing everything
 // wrong, or nil.
 func (c *Config) Validate(known Known) error {
@@ -157,9 +176,7 @@ func (c *Config) Validate(known Known) error {
 	portals := map[string]bool{}
 	for i, p := range c.Portals {
 		path := fmt.Sprintf("portals[%d]", i)
-		if !idPattern.MatchString(p.ID) {
-			add(path+".id", "want an id of letters, digits, - and _, got %q", p.ID)
-		} else if portals[p.ID] {
+		if checkID(add, path+".id", p.ID) && portals[p.ID] {
 			add(path+".id", "duplicate id %q", p.ID)
 		}
 		portals[p.ID] = true
@@ -221,9 +238,7 @@ func ValidateSource(path string, s Source, providers map[string]bool) Problems {
 	add := func(p, format string, args ...any) {
 		ps = append(ps, Problem{Path: p, Message: fmt.Sprintf(format, args...)})
 	}
-	if !idPattern.MatchString(s.ID) {
-		add(path+".id", "want an id of letters, digits, - and _, got %q", s.ID)
-	}
+	checkID(add, path+".id", s.ID)
 	if s.Provider == "" {
 		add(path+".provider", "must be set")
 	} else if !providers[s.Provider] {

@@ -10,6 +10,7 @@ import (
 	"net"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -25,6 +26,17 @@ const InboundSubjects = "hookgate.in.>"
 
 // ErrUnavailable means the bus could not store a message.
 var ErrUnavailable = errors.New("events: bus unavailable")
+
+// ErrBadSubject means a message was refused before it was sent: its subject
+// is over MaxSubject bytes or not a valid subject. NATS closes a connection
+// that sends a protocol line over 4 KiB, so such a publish never goes out.
+// It comes as a *hookgate.Error with code EBadRequest: the input is at fault.
+var ErrBadSubject = errors.New("events: bad subject")
+
+// MaxSubject is the longest subject Publish sends, in bytes: far more than
+// hookgate's own subjects (hookgate.MaxSubjectToken bytes a token), far
+// less than the server's 4 KiB protocol line.
+const MaxSubject = 1024
 
 // Bus is a connection to JetStream, with the embedded server it runs, if any.
 type Bus struct {
@@ -204,6 +216,10 @@ func newJetStream(nc *nats.Conn) (jetstream.JetStream, error) {
 // (docs/performance.md). The bus may keep data until the acknowledgement
 // arrives, also after Publish returned on ctx: do not modify it.
 func (b *Bus) Publish(ctx context.Context, subject, msgID string, data []byte) (duplicate bool, err error) {
+	if len(subject) > MaxSubject || len(msgID) > MaxSubject || strings.ContainsAny(subject, " \t\r\n") {
+		return false, hookgate.WrapError(hookgate.EBadRequest, "the event's name cannot be stored",
+			fmt.Errorf("%w: %d-byte subject or id", ErrBadSubject, max(len(subject), len(msgID))))
+	}
 	msg := &nats.Msg{Subject: subject, Data: data, Header: nats.Header{}}
 	if msgID != "" {
 		msg.Header.Set(jetstream.MsgIDHeader, msgID)

@@ -42,6 +42,9 @@ func NewSourceStore(ctx context.Context, js jetstream.JetStream, replicas int) (
 
 // Put creates or replaces a source.
 func (s *SourceStore) Put(ctx context.Context, src config.Source) error {
+	if len(src.ID) > config.MaxIDLength {
+		return fmt.Errorf("events: source id of %d bytes (at most %d)", len(src.ID), config.MaxIDLength)
+	}
 	b, err := json.Marshal(src)
 	if err != nil {
 		return fmt.Errorf("events: encode source %q: %w", src.ID, err)

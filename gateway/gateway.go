@@ -177,6 +177,10 @@ func (g *Gateway) rebuild(runtime []config.Source) error {
 		if isRuntime {
 			errs = &runErrs
 		}
+		if len(c.ID) > config.MaxIDLength {
+			*errs = append(*errs, fmt.Errorf("a source id of %d bytes (at most %d)", len(c.ID), config.MaxIDLength))
+			return
+		}
 		if _, dup := t.byID[c.ID]; dup {
 			*errs = append(*errs, fmt.Errorf("source %q defined twice", c.ID))
 			return

@@ -147,7 +147,7 @@ func newFixture(t *testing.T) *fixture {
 	return f
 }
 
-func serveFiber(t *testing.T, gw *gateway.Gateway) *httptest.Server {
+func serveFiber(t testing.TB, gw *gateway.Gateway) *httptest.Server {
 	t.Helper()
 	s := httptest.NewUnstartedServer(http.NotFoundHandler())
 	go gw.Serve(s.Listener)

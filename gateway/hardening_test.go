@@ -32,7 +32,7 @@ type hardFixture struct {
 
 // newHardFixture serves a gateway with server config scfg (from
 // config.Default when nil fields) and sources on a fresh embedded bus.
-func newHardFixture(t *testing.T, mutate func(*config.Server), sources []config.Source, d gateway.Deps) *hardFixture {
+func newHardFixture(t testing.TB, mutate func(*config.Server), sources []config.Source, d gateway.Deps) *hardFixture {
 	t.Helper()
 	bcfg := config.Default().Bus
 	bcfg.Listen = fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))

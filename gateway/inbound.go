@@ -156,6 +156,9 @@ func (g *Gateway) accept(c *fiber.Ctx, in *inbound, pathKey string) error {
 	defer cancel()
 	dup, err := g.deps.Bus.Publish(pctx, hookgate.InboundSubject(s.cfg.ID, msg.Event), in.eventID, data)
 	if err != nil {
+		if hookgate.ErrorCode(err) == hookgate.EBadRequest {
+			return err // refused before it was sent: the input is at fault
+		}
 		return hookgate.WrapError(hookgate.EUnavailable, "the event bus cannot store the event", err)
 	}
 	if dup {

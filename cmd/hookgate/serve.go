@@ -228,10 +228,14 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, redact red
 		return engine.Run(workCtx, js)
 	})
 	g.Go(func() error {
-		return store.Watch(gctx, func(s []config.Source) {
-			if err := gw.SetRuntimeSources(s); err != nil {
-				log.Warn("runtime sources", "err", secrets.Redact(err.Error()))
-			}
+		// A watch that stops (the bus restarted, the connection was cut) is
+		// started again: it must never take the gateway down.
+		return keepRunning(gctx, log, "runtime sources watch", func(ctx context.Context) error {
+			return store.Watch(ctx, func(s []config.Source) {
+				if err := gw.SetRuntimeSources(s); err != nil {
+					log.Warn("runtime sources", "err", secrets.Redact(err.Error()))
+				}
+			})
 		})
 	})
 	g.Go(func() error {
@@ -427,4 +431,42 @@ func checkSecrets(ctx context.Context, cfg *config.Config, s *vault.Store, log *
 		return problems
 	}
 	return nil
+}
+
+// keepRunning runs fn until ctx ends, starting it again after an error or
+// a panic with a growing pause (250 ms up to 10 s, reset after a minute of
+// running): a background loop that fails is logged, never fatal.
+func keepRunning(ctx context.Context, log *slog.Logger, what string, fn func(context.Context) error) error {
+	const first, most = 250 * time.Millisecond, 10 * time.Second
+	pause := first
+	for {
+		start := time.Now()
+		err := runGuarded(ctx, fn)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if time.Since(start) > time.Minute {
+			pause = first
+		}
+		log.Warn(what+" stopped; starting it again", "err", err, "in", pause)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(pause):
+		}
+		pause = min(2*pause, most)
+	}
+}
+
+// runGuarded runs fn and turns a panic into an error.
+func runGuarded(ctx context.Context, fn func(context.Context) error) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("panic: %v", r)
+		}
+	}()
+	if err = fn(ctx); err == nil {
+		err = errors.New("returned")
+	}
+	return err
 }
