@@ -74,11 +74,34 @@ type Bus struct {
 	// Sync is the embedded JetStream's fsync policy: "interval" (the
 	// server's default, fsync every 2 minutes) or "always" (fsync before
 	// every acknowledgement). See docs/reliability.md.
-	Sync        string   `yaml:"sync"`
+	Sync string `yaml:"sync"`
+	// DedupWindow is the inbound stream's de-duplication window. 0 (the
+	// default) is DefaultDedupWindow, or longer: the longest signature
+	// tolerance of any source plus DedupSkew. A set value under the
+	// longest tolerance is refused (a replay inside it would be stored
+	// twice).
 	DedupWindow Duration `yaml:"dedup_window"`
 	MaxAge      Duration `yaml:"max_age"`
 	Replicas    int      `yaml:"replicas"`
+	// TLS is the embedded server's client port certificate; required
+	// when bus.listen is not a loopback address.
+	TLS BusTLS `yaml:"tls"`
 }
+
+// BusTLS is a certificate and key in PEM files.
+type BusTLS struct {
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
+}
+
+// DefaultDedupWindow is bus.dedup_window when it is not set and no source
+// has a longer signature tolerance.
+const DefaultDedupWindow = 2 * time.Minute
+
+// DedupSkew is added to the longest signature tolerance for the default
+// de-duplication window: a request reaches hookgate some time after it
+// was signed (the sender's clock, its queue, the network).
+const DedupSkew = time.Minute
 
 // History is where exchanges are recorded.
 type History struct {

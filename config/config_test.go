@@ -144,3 +144,66 @@ func TestValidateSourceIDLength(t *testing.T) {
 		t.Errorf("ValidateSource(%d-byte id) = %v; want one problem at s.id that does not echo the id", len(long.ID), ps)
 	}
 }
+
+func TestDedupWindowCoversTolerance(t *testing.T) {
+	known := config.Known{
+		Providers: []string{"standard", "token"},
+		Source: func(s config.Source) (time.Duration, error) {
+			if s.Provider == "standard" {
+				return 5 * time.Minute, nil
+			}
+			return 0, nil
+		},
+	}
+	write := func(extra string) string {
+		dir := t.TempDir()
+		path := filepath.Join(dir, "hookgate.yaml")
+		yaml := "data_dir: " + dir + "\nsecrets: {backend: file, file: " + dir + "/s.yaml}\nsources:\n  - {id: billing, provider: standard, secret: b/s}\n  - {id: ci, provider: token, secret: c/t}\n" + extra
+		if err := os.WriteFile(path, []byte(yaml), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	cfg, err := config.LoadValid(write(""), nil, known)
+	if err != nil {
+		t.Fatalf("LoadValid without bus.dedup_window = %v", err)
+	}
+	if got := cfg.Bus.DedupWindow.D(); got != 6*time.Minute {
+		t.Errorf("effective bus.dedup_window = %v; want 6m (the 5m tolerance and a minute)", got)
+	}
+	_, err = config.LoadValid(write("bus: {dedup_window: 2m}\n"), nil, known)
+	var ps config.Problems
+	if !errors.As(err, &ps) || len(ps) != 1 || ps[0].Path != "bus.dedup_window" || !strings.Contains(ps[0].Message, "sources[0] (billing)") {
+		t.Errorf("LoadValid with a 2m window under a 5m tolerance = %v; want one problem at bus.dedup_window naming sources[0]", err)
+	}
+	if cfg, err := config.LoadValid(write("bus: {dedup_window: 5m}\n"), nil, known); err != nil || cfg.Bus.DedupWindow.D() != 5*time.Minute {
+		t.Errorf("LoadValid with a window equal to the tolerance = %v; want it kept", err)
+	}
+	known.Source = nil
+	if cfg, err := config.LoadValid(write(""), nil, known); err != nil || cfg.Bus.DedupWindow.D() != config.DefaultDedupWindow {
+		t.Errorf("LoadValid without tolerances = %v; want the default window", err)
+	}
+}
+
+func TestBusListenBeyondLoopback(t *testing.T) {
+	cfg := config.Default()
+	cfg.Sources = nil
+	cfg.Bus.Listen = "0.0.0.0:4222"
+	var ps config.Problems
+	if err := cfg.Validate(config.Known{}); !errors.As(err, &ps) || !hasPath(ps, "bus.listen") {
+		t.Errorf("Validate(bus.listen 0.0.0.0 without TLS) = %v; want a bus.listen problem", err)
+	}
+	cfg.Bus.TLS = config.BusTLS{CertFile: "c.pem", KeyFile: "k.pem"}
+	if err := cfg.Validate(config.Known{}); errors.As(err, &ps) && hasPath(ps, "bus.listen") {
+		t.Errorf("Validate(bus.listen 0.0.0.0 with TLS) = %v; want no bus.listen problem", err)
+	}
+}
+
+func hasPath(ps config.Problems, path string) bool {
+	for _, p := range ps {
+		if p.Path == path {
+			return true
+		}
+	}
+	return false
+}

@@ -49,12 +49,11 @@ func Default() *Config {
 			},
 		},
 		Bus: Bus{
-			Listen:      "127.0.0.1:4222",
-			Stream:      "HOOKGATE",
-			Sync:        "interval",
-			DedupWindow: Duration(2 * time.Minute),
-			MaxAge:      Duration(7 * 24 * time.Hour),
-			Replicas:    1,
+			Listen:   "127.0.0.1:4222",
+			Stream:   "HOOKGATE",
+			Sync:     "interval",
+			MaxAge:   Duration(7 * 24 * time.Hour),
+			Replicas: 1,
 		},
 		History: History{
 			ClickHouse:    ClickHouse{Database: "hookgate", Username: "default"},
@@ -114,6 +113,12 @@ func LoadValid(path string, environ []string, known Known) (*Config, error) {
 	}
 	if len(problems) > 0 {
 		return nil, problems
+	}
+	if cfg.Bus.DedupWindow == 0 {
+		cfg.Bus.DedupWindow = Duration(DefaultDedupWindow)
+		if longest, _ := cfg.longestTolerance(known); longest > 0 {
+			cfg.Bus.DedupWindow = Duration(max(DefaultDedupWindow, longest+DedupSkew))
+		}
 	}
 	return cfg, nil
 }

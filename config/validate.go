@@ -6,6 +6,7 @@ import (
 	"net/url"
 	"regexp"
 	"strings"
+	"time"
 )
 
 // Problem is one thing wrong with a configuration, at a key path such as
@@ -36,6 +37,12 @@ func (ps Problems) Error() string {
 // Known lists the names a configuration may refer to beyond itself.
 type Known struct {
 	Providers []string // registered provider names
+	// Source, when set, builds a source's provider from its entry (with
+	// the registered constructor): its error is a problem of the source,
+	// reported with the rest; tolerance is how long a signed request
+	// stays acceptable (0 = no timestamp), which bounds
+	// bus.dedup_window from below.
+	Source func(Source) (tolerance time.Duration, err error)
 }
 
 var idPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_-]*$`)
@@ -125,6 +132,18 @@ func (c *Config) Validate(known Known) error {
 			add("bus.listen", "want host:port, got %q", c.Bus.Listen)
 		}
 	}
+	if c.Bus.URL == "" && !loopbackListen(c.Bus.Listen) && (c.Bus.TLS.CertFile == "" || c.Bus.TLS.KeyFile == "") {
+		add("bus.listen", "%q is not a loopback address: the embedded bus listens beyond this host only with bus.tls.cert_file and bus.tls.key_file set (its token is always required)", c.Bus.Listen)
+	}
+	if (c.Bus.TLS.CertFile == "") != (c.Bus.TLS.KeyFile == "") {
+		add("bus.tls", "set both cert_file and key_file, or neither")
+	}
+	if c.Bus.DedupWindow < 0 {
+		add("bus.dedup_window", "must not be negative")
+	} else if longest, at := c.longestTolerance(known); c.Bus.DedupWindow > 0 && c.Bus.DedupWindow.D() < longest {
+		add("bus.dedup_window", "%v is shorter than the signature tolerance %v of %s: a replay inside the tolerance would be stored twice (leave it unset for %v)",
+			c.Bus.DedupWindow.D(), longest, at, max(DefaultDedupWindow, longest+DedupSkew))
+	}
 	if c.Bus.Sync != "interval" && c.Bus.Sync != "always" {
 		add("bus.sync", "unknown sync policy %q (want interval or always)", c.Bus.Sync)
 	}
@@ -167,7 +186,13 @@ func (c *Config) Validate(known Known) error {
 	}
 	sources := map[string]bool{}
 	for i, s := range c.Sources {
-		ps = append(ps, ValidateSource(fmt.Sprintf("sources[%d]", i), s, providers)...)
+		sps := ValidateSource(fmt.Sprintf("sources[%d]", i), s, providers)
+		ps = append(ps, sps...)
+		if len(sps) == 0 && known.Source != nil {
+			if _, err := known.Source(s); err != nil {
+				add(fmt.Sprintf("sources[%d]", i), "%v", err)
+			}
+		}
 		if sources[s.ID] {
 			add(fmt.Sprintf("sources[%d].id", i), "duplicate id %q", s.ID)
 		}
@@ -230,6 +255,35 @@ func (c *Config) Validate(known Known) error {
 		return nil
 	}
 	return ps
+}
+
+// longestTolerance returns the longest signature tolerance of the sources
+// and the path of the source that has it; 0 without known.Source.
+func (c *Config) longestTolerance(known Known) (time.Duration, string) {
+	if known.Source == nil {
+		return 0, ""
+	}
+	var longest time.Duration
+	var at string
+	for i, s := range c.Sources {
+		if t, err := known.Source(s); err == nil && t > longest {
+			longest, at = t, fmt.Sprintf("sources[%d] (%s)", i, s.ID)
+		}
+	}
+	return longest, at
+}
+
+// loopbackListen reports whether host:port listens on loopback only.
+func loopbackListen(listen string) bool {
+	host, _, err := net.SplitHostPort(listen)
+	if err != nil {
+		return true // reported as a bad address
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // ValidateSource checks one source entry (from the file or the admin API).

@@ -55,7 +55,17 @@ type options struct {
 	name       string
 	noListen   bool
 	publishTTL time.Duration
+	token      string
+	caFile     string
 }
+
+// WithToken sets the token a client presents (Connect): the embedded bus
+// refuses clients without it (see ReadToken).
+func WithToken(token string) Option { return func(o *options) { o.token = token } }
+
+// WithTLS makes Connect use TLS, trusting the certificates in the PEM file
+// caFile (the embedded bus's bus.tls.cert_file, or its CA).
+func WithTLS(caFile string) Option { return func(o *options) { o.caFile = caFile } }
 
 // WithLogger sets the logger for the bus and the embedded server.
 func WithLogger(l *slog.Logger) Option { return func(o *options) { o.log = l } }
@@ -86,12 +96,16 @@ func Open(ctx context.Context, cfg config.Bus, dataDir string, opts ...Option) (
 		nats.ReconnectHandler(func(*nats.Conn) { o.log.Info("bus reconnected") }))
 	url := cfg.URL
 	if url == "" {
-		srv, err := startEmbedded(cfg, dataDir, o)
+		token, err := LoadOrCreateToken(dataDir)
+		if err != nil {
+			return nil, err
+		}
+		srv, err := startEmbedded(cfg, dataDir, token, o)
 		if err != nil {
 			return nil, err
 		}
 		b.srv = srv
-		copts = append(copts, nats.InProcessServer(srv))
+		copts = append(copts, nats.InProcessServer(srv), nats.Token(token))
 	}
 	nc, err := nats.Connect(url, copts...)
 	if err != nil {
@@ -119,7 +133,14 @@ func Connect(url string, opts ...Option) (*Bus, error) {
 	for _, opt := range opts {
 		opt(&o)
 	}
-	nc, err := nats.Connect(url, nats.Name(o.name), nats.Timeout(2*time.Second))
+	copts := []nats.Option{nats.Name(o.name), nats.Timeout(2 * time.Second)}
+	if o.token != "" {
+		copts = append(copts, nats.Token(o.token))
+	}
+	if o.caFile != "" {
+		copts = append(copts, nats.RootCAs(o.caFile))
+	}
+	nc, err := nats.Connect(url, copts...)
 	if err != nil {
 		return nil, fmt.Errorf("events: connect %s: %w", url, err)
 	}
@@ -131,8 +152,9 @@ func Connect(url string, opts ...Option) (*Bus, error) {
 	return &Bus{nc: nc, js: js, log: o.log}, nil
 }
 
-func startEmbedded(cfg config.Bus, dataDir string, o options) (*server.Server, error) {
+func startEmbedded(cfg config.Bus, dataDir, token string, o options) (*server.Server, error) {
 	sopts := &server.Options{
+		Authorization:      token,
 		ServerName:         "hookgate",
 		JetStream:          true,
 		StoreDir:           filepath.Join(dataDir, "jetstream"),
@@ -153,6 +175,13 @@ func startEmbedded(cfg config.Bus, dataDir string, o options) (*server.Server, e
 			return nil, fmt.Errorf("events: bus.listen %q: bad port", cfg.Listen)
 		}
 		sopts.Host, sopts.Port = host, p
+		if cfg.TLS.CertFile != "" {
+			tc, err := server.GenTLSConfig(&server.TLSConfigOpts{CertFile: cfg.TLS.CertFile, KeyFile: cfg.TLS.KeyFile})
+			if err != nil {
+				return nil, fmt.Errorf("events: bus.tls: %w", err)
+			}
+			sopts.TLSConfig, sopts.TLS = tc, true
+		}
 	}
 	srv, err := server.NewServer(sopts)
 	if err != nil {

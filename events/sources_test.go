@@ -19,12 +19,17 @@ func twoBuses(t *testing.T) (a, b *events.Bus) {
 	t.Helper()
 	cfg := config.Default().Bus
 	cfg.Listen = fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
-	a, err := events.Open(context.Background(), cfg, t.TempDir())
+	dir := t.TempDir()
+	a, err := events.Open(context.Background(), cfg, dir)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { a.Close() })
-	b, err = events.Connect("nats://" + cfg.Listen)
+	tok, err := events.ReadToken(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err = events.Connect("nats://"+cfg.Listen, events.WithToken(tok))
 	if err != nil {
 		t.Fatal(err)
 	}

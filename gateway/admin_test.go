@@ -80,10 +80,13 @@ func newAdminFixture(t *testing.T, o adminOptions) *adminFixture {
 	if bus == nil {
 		bcfg := config.Default().Bus
 		bcfg.Listen = fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
-		busURL = "nats://" + bcfg.Listen
+		dir := t.TempDir()
 		var err error
-		bus, err = events.Open(ctx, bcfg, t.TempDir())
+		bus, err = events.Open(ctx, bcfg, dir)
 		if err != nil {
+			t.Fatal(err)
+		}
+		if busURL, err = events.TokenURL(bcfg.Listen, dir); err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { bus.Close() })

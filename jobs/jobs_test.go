@@ -47,7 +47,11 @@ func openBusAt(t *testing.T, dir string) (*events.Bus, string) {
 	if err != nil {
 		t.Fatalf("events.Open: %v", err)
 	}
-	return b, "nats://" + cfg.Listen
+	url, err := events.TokenURL(cfg.Listen, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b, url
 }
 
 // clock is an injectable clock: real time plus an offset the test moves.

@@ -252,7 +252,10 @@ vrc=0
 verify_gateway() { # label bus pid database
   local label=$1 bus=$2 pid=$3 db=$4
   echo "-- $label"
-  "$lb" verify -results "$results" -label "$label" -nats "nats://127.0.0.1:$bus" \
+  # the embedded bus wants the token its gateway wrote under data_dir (a
+  # baseline from before the token has none)
+  local tok; tok=$(cat "$work/data-$label/bus.token" 2>/dev/null || true)
+  "$lb" verify -results "$results" -label "$label" -nats "nats://${tok:+$tok@}127.0.0.1:$bus" \
     -clickhouse "127.0.0.1:$chtcp" -db "$db" -spool "$work/data-$label/history/spool" -wait 60s || vrc=1
   echo "$label peak RSS over the whole run (VmHWM): $(awk '/VmHWM/ {printf "%.0f MB", $2/1024}' "/proc/$pid/status")"
   if grep -qiE 'level=(WARN|ERROR)' "$work/$label.log"; then

@@ -102,15 +102,30 @@ func deadList(ctx context.Context, path string, asJSON bool, stdout io.Writer) e
 // bus.listen); when nothing answers and the bus is embedded, it opens the
 // store under data_dir with no listener.
 func openBusForCLI(ctx context.Context, cfg *config.Config) (*events.Bus, error) {
-	url := cfg.Bus.URL
-	if url == "" {
-		url = "nats://" + cfg.Bus.Listen
-	}
-	bus, err := events.Connect(url)
+	bus, err := connectBus(cfg, "hookgate-cli")
 	if err == nil || cfg.Bus.URL != "" {
 		return bus, err
 	}
 	return events.Open(ctx, cfg.Bus, cfg.DataDir, events.WithoutListener())
+}
+
+// connectBus connects to the running bus: bus.url as it is (credentials in
+// the URL), or the embedded bus at bus.listen with the token its gateway
+// wrote to data_dir/bus.token (and TLS when bus.tls is set).
+func connectBus(cfg *config.Config, name string) (*events.Bus, error) {
+	if cfg.Bus.URL != "" {
+		return events.Connect(cfg.Bus.URL, events.WithName(name))
+	}
+	token, err := events.ReadToken(cfg.DataDir)
+	if err != nil {
+		return nil, fmt.Errorf("%w (the embedded bus's token is made by hookgate serve with this data_dir)", err)
+	}
+	opts := []events.Option{events.WithName(name), events.WithToken(token)}
+	scheme := "nats://"
+	if cfg.Bus.TLS.CertFile != "" {
+		opts, scheme = append(opts, events.WithTLS(cfg.Bus.TLS.CertFile)), "tls://"
+	}
+	return events.Connect(scheme+cfg.Bus.Listen, opts...)
 }
 
 func oneLine(s string, n int) string {

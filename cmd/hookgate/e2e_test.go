@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/hookgate/hookgate"
+	"github.com/hookgate/hookgate/config"
+	"github.com/hookgate/hookgate/events"
 	"github.com/hookgate/hookgate/internal/testenv"
 )
 
@@ -78,6 +80,20 @@ func startGateway(t *testing.T, path string, env ...string) *gatewayProc {
 	if err := waitHealthy(g.URL, 15*time.Second); err != nil {
 		t.Fatalf("gateway not healthy: %v\n%s", err, g.Log())
 	}
+	cfg, err := config.Load(path, append(os.Environ(), env...))
+	if err != nil {
+		t.Fatalf("load %s: %v", path, err)
+	}
+	g.DataDir = cfg.DataDir
+	if !filepath.IsAbs(g.DataDir) {
+		g.DataDir = filepath.Join(g.Process.Dir(), g.DataDir)
+	}
+	if cfg.Bus.URL == "" {
+		// the embedded bus wants the token its gateway wrote
+		if g.BusURL, err = events.TokenURL(strings.TrimPrefix(g.BusURL, "nats://"), g.DataDir); err != nil {
+			t.Fatal(err)
+		}
+	}
 	return g
 }
 
@@ -124,6 +140,15 @@ func post(t *testing.T, rawURL, ctype, body string, hdr map[string]string) (int,
 	return resp.StatusCode, out
 }
 
+// busListen is the host:port of a nats:// URL, without credentials.
+func busListen(u string) string {
+	u = strings.TrimPrefix(u, "nats://")
+	if i := strings.LastIndexByte(u, '@'); i >= 0 {
+		u = u[i+1:]
+	}
+	return u
+}
+
 // tailer runs `hookgate tail` and collects the events it prints.
 type tailer struct {
 	cmd    *exec.Cmd
@@ -134,7 +159,7 @@ type tailer struct {
 func startTail(t *testing.T, g *gatewayProc, env ...string) *tailer {
 	t.Helper()
 	cmd := exec.Command(binPath, "tail", "--config", g.Config)
-	cmd.Env = append(os.Environ(), append(env, "HOOKGATE_BUS_LISTEN="+strings.TrimPrefix(g.BusURL, "nats://"))...)
+	cmd.Env = append(os.Environ(), append(env, "HOOKGATE_BUS_LISTEN="+busListen(g.BusURL))...)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)

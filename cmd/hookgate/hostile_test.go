@@ -8,10 +8,13 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"os/exec"
 	"os"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go"
 )
 
 // hostileConfig is a file-secrets config with a Bitrix24 source, a GitHub
@@ -106,4 +109,33 @@ func TestHostileSubjectTokens(t *testing.T) {
 		t.Fatalf("gateway does not start again: %v\n%s", err, g.Log())
 	}
 	normal("a restart")
+}
+
+// TestBusTokenCLI: the embedded bus refuses a client without the token,
+// and the CLI commands that use the bus still work beside a running
+// gateway (issue 14).
+func TestBusTokenCLI(t *testing.T) {
+	cfg := hostileConfig(t)
+	g := startGateway(t, cfg)
+	if nc, err := nats.Connect("nats://"+busListen(g.BusURL), nats.Timeout(2*time.Second)); err == nil {
+		nc.Close()
+		t.Fatal("a NATS client without the bus token connected to the embedded bus")
+	}
+	env := append(os.Environ(), "HOOKGATE_BUS_LISTEN="+busListen(g.BusURL))
+	for _, args := range [][]string{{"dead", "list"}, {"routes", "disabled"}} {
+		cmd := exec.Command(binPath, append([]string{args[0], "--config", cfg}, args[1:]...)...)
+		cmd.Env = env
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Errorf("hookgate %s beside a running gateway = %v\n%s", strings.Join(args, " "), err, out)
+		}
+	}
+	tl := startTail(t, g)
+	deal := fmt.Sprint(time.Now().UnixNano())
+	if status, ans := post(t, g.URL+"/webhook/b24", formType, bitrixForm("hostile-token-7q2w", deal, deal), nil); status != 200 {
+		t.Fatalf("webhook = %d %v", status, ans)
+	}
+	if ev := tl.next(t, 10*time.Second); ev.Data.Params["data[FIELDS][ID]"] != deal {
+		t.Errorf("tail printed deal %q; want %s", ev.Data.Params["data[FIELDS][ID]"], deal)
+	}
 }

@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/hookgate/hookgate"
 	"github.com/hookgate/hookgate/config"
@@ -119,7 +120,26 @@ func loadConfig(path string) (*config.Config, error) {
 			path = "hookgate.yaml"
 		}
 	}
-	return config.LoadValid(path, os.Environ(), config.Known{Providers: registry().Names()})
+	return config.LoadValid(path, os.Environ(), known(registry()))
+}
+
+// known is what config validation needs of the providers: their names, and
+// each source run through its constructor (its signature tolerance bounds
+// bus.dedup_window).
+func known(reg *gateway.Registry) config.Known {
+	return config.Known{
+		Providers: reg.Names(),
+		Source: func(src config.Source) (time.Duration, error) {
+			p, err := reg.New(src)
+			if err != nil {
+				return 0, err
+			}
+			if t, ok := p.(interface{ Tolerance() time.Duration }); ok {
+				return t.Tolerance(), nil
+			}
+			return 0, nil
+		},
+	}
 }
 
 // openSecrets opens the secret store and makes the logger redact every

@@ -29,11 +29,7 @@ func cmdTail(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if fs.NArg() > 0 {
 		subject = fs.Arg(0)
 	}
-	url := cfg.Bus.URL
-	if url == "" {
-		url = "nats://" + cfg.Bus.Listen
-	}
-	bus, err := events.Connect(url, events.WithName("hookgate-tail"))
+	bus, err := connectBus(cfg, "hookgate-tail")
 	if err != nil {
 		return fmt.Errorf("%w (is hookgate serve running?)", err)
 	}
@@ -51,7 +47,7 @@ func cmdTail(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	defer msgs.Stop()
 	go func() { <-ctx.Done(); msgs.Stop() }()
-	fmt.Fprintf(stderr, "tailing %s on %s\n", subject, url)
+	fmt.Fprintf(stderr, "tailing %s on %s\n", subject, bus.Conn().ConnectedUrlRedacted())
 	for {
 		m, err := msgs.Next()
 		if err != nil {

@@ -94,11 +94,14 @@ func (v *Verifier) Verify(ctx context.Context, req *gateway.Request, secrets gat
 		if now.IsZero() {
 			now = time.Now()
 		}
-		d := now.Sub(signed.Timestamp)
-		if d > v.s.Tolerance {
+		// In whole seconds, without a subtraction that can overflow: a
+		// time.Duration holds 292 years, and a timestamp further off
+		// (or one given in milliseconds) would wrap round into range.
+		ts, cur, tol := signed.Timestamp.Unix(), now.Unix(), int64(v.s.Tolerance/time.Second)
+		if ts < cur-tol {
 			return hookgate.Errorf(hookgate.EInvalidSignature, "timestamp too old")
 		}
-		if -d > v.s.Tolerance {
+		if ts > cur+tol {
 			return hookgate.Errorf(hookgate.EInvalidSignature, "timestamp too new")
 		}
 	}
@@ -157,3 +160,7 @@ func UnixTime(s string) (time.Time, error) {
 	}
 	return time.Unix(n, 0), nil
 }
+
+// Tolerance is how far a signed timestamp may be from now, either way; 0
+// when the scheme has no timestamp.
+func (v *Verifier) Tolerance() time.Duration { return v.s.Tolerance }

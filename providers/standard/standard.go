@@ -166,6 +166,10 @@ func unix(t time.Time) string {
 // Parse reads a JSON body (415 for other media types, 400 when it is empty
 // or malformed). The event is the payload's "type" when it is a string,
 // else the source's event; the de-duplication key is webhook-id.
+// Tolerance is how long a signed request stays acceptable: the gateway's
+// de-duplication window must be at least as long.
+func (p *Provider) Tolerance() time.Duration { return p.verifier.Tolerance() }
+
 func (p *Provider) Parse(req *gateway.Request) (*gateway.Message, error) {
 	d, err := body.Decode(req.ContentType, req.Body, body.JSON)
 	if err != nil {

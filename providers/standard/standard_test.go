@@ -57,6 +57,19 @@ func TestSignMatchesSpecVector(t *testing.T) {
 	}
 }
 
+// resign signs the vector's request again with the timestamp ts, so that
+// only the timestamp can refuse it.
+func resign(ts time.Time) func(r *gateway.Request) {
+	return func(r *gateway.Request) {
+		sig, err := standard.Sign(vectorSecret, vectorID, ts, []byte(vectorPayload))
+		if err != nil {
+			panic(err)
+		}
+		r.Header.(providertest.Header).Set(standard.HeaderTimestamp, strconv.FormatInt(ts.Unix(), 10))
+		r.Header.(providertest.Header).Set(standard.HeaderSignature, sig)
+	}
+}
+
 func TestVerifySpecVector(t *testing.T) {
 	flip := func(s string) string { // one byte of the MAC changed
 		b := []byte(s)
@@ -91,6 +104,10 @@ func TestVerifySpecVector(t *testing.T) {
 		{"timestamp not a number", func(r *gateway.Request) {
 			r.Header.(providertest.Header).Set(standard.HeaderTimestamp, "1614265330.0")
 		}, vectorSecret, hookgate.EInvalidSignature},
+		{"signed 300 years ahead", resign(time.Unix(vectorTimestamp, 0).AddDate(300, 0, 0)), vectorSecret, hookgate.EInvalidSignature},
+		{"signed 300 years ago", resign(time.Unix(vectorTimestamp, 0).AddDate(-300, 0, 0)), vectorSecret, hookgate.EInvalidSignature},
+		{"timestamp in milliseconds", resign(time.Unix(vectorTimestamp*1000, 0)), vectorSecret, hookgate.EInvalidSignature},
+		{"timestamp at the int64 limit", resign(time.Unix(1<<63-1, 0)), vectorSecret, hookgate.EInvalidSignature},
 		{"only v1a", func(r *gateway.Request) { r.Header.(providertest.Header).Set(standard.HeaderSignature, "v1a,abcd") }, vectorSecret, hookgate.EInvalidSignature},
 		{"signature not base64", func(r *gateway.Request) { r.Header.(providertest.Header).Set(standard.HeaderSignature, "v1,***") }, vectorSecret, hookgate.EInvalidSignature},
 	}

@@ -93,6 +93,10 @@ func Sign(secret string, t time.Time, payload []byte) string {
 
 // Parse reads a JSON body (415 otherwise, 400 when empty or malformed):
 // the event is its "type", the de-duplication key its "id".
+// Tolerance is how long a signed request stays acceptable: the gateway's
+// de-duplication window must be at least as long.
+func (p *Provider) Tolerance() time.Duration { return p.verifier.Tolerance() }
+
 func (p *Provider) Parse(req *gateway.Request) (*gateway.Message, error) {
 	d, err := body.Decode(req.ContentType, req.Body, body.JSON)
 	if err != nil {
