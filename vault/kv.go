@@ -17,6 +17,7 @@ import (
 
 	"github.com/hashicorp/vault/api"
 
+	"github.com/hookgate/hookgate"
 	"github.com/hookgate/hookgate/config"
 )
 
@@ -28,7 +29,7 @@ type kvBackend struct {
 	client  *api.Client
 	kv      *api.KVv2
 	log     *slog.Logger
-	red     *redactor
+	red     *hookgate.Redactor
 	timeout time.Duration
 	grace   time.Duration
 
@@ -46,7 +47,7 @@ type kvBackend struct {
 	closeOnce sync.Once
 }
 
-func openVault(ctx context.Context, cfg config.Vault, o options, red *redactor) (*kvBackend, error) {
+func openVault(ctx context.Context, cfg config.Vault, o options, red *hookgate.Redactor) (*kvBackend, error) {
 	timeout := cfg.Timeout.D()
 	if timeout <= 0 {
 		timeout = 5 * time.Second
@@ -517,7 +518,7 @@ func (b *kvBackend) safe(op string, err error) error {
 
 // scrub removes the token, the secret id and served values from s.
 func (b *kvBackend) scrub(s string) string {
-	s = b.red.redact(s)
+	s = b.red.Redact(s)
 	b.sensMu.Lock()
 	defer b.sensMu.Unlock()
 	for _, v := range b.sensitive {

@@ -124,7 +124,7 @@ func WithEnv(getenv func(string) string) Option {
 type Store struct {
 	backend backend
 	opts    options
-	red     *redactor
+	red     *hookgate.Redactor
 	flight  singleflight.Group
 	timeout time.Duration
 
@@ -152,7 +152,7 @@ func New(ctx context.Context, cfg config.Secrets, opts ...Option) (*Store, error
 	for _, opt := range opts {
 		opt(&o)
 	}
-	red := newRedactor()
+	red := hookgate.NewRedactor()
 	var b backend
 	var err error
 	switch cfg.Backend {
@@ -169,7 +169,7 @@ func New(ctx context.Context, cfg config.Secrets, opts ...Option) (*Store, error
 	return newStore(b, o, red, cfg.Vault.Timeout.D()), nil
 }
 
-func newStore(b backend, o options, red *redactor, timeout time.Duration) *Store {
+func newStore(b backend, o options, red *hookgate.Redactor, timeout time.Duration) *Store {
 	if timeout <= 0 {
 		timeout = 5 * time.Second
 	}
@@ -207,7 +207,7 @@ func (s *Store) Secrets(ctx context.Context, ref string) ([]hookgate.Secret, err
 		s.opts.observe(ResultError)
 		return nil, hookgate.Errorf(hookgate.ENotFound, "secret %q has no field %q", path, field)
 	}
-	s.red.add(vals)
+	s.red.AddSecrets(vals)
 	s.opts.observe(result)
 	return vals, nil
 }
@@ -310,7 +310,7 @@ func (s *Store) fetch(ctx context.Context, path string) (*document, error) {
 
 // Redact returns text with every secret value this store has served (and
 // its URL- and JSON-escaped forms) replaced by "[redacted]".
-func (s *Store) Redact(text string) string { return s.red.redact(text) }
+func (s *Store) Redact(text string) string { return s.red.Redact(text) }
 
 // Check reports whether the backend is reachable (readiness). Its error is
 // an *hookgate.Error with code EUnavailable.
