@@ -2,8 +2,10 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync/atomic"
 
@@ -13,9 +15,20 @@ import (
 // redactHandler passes every message and string attribute through a
 // redaction function before the real handler sees it: the last line of
 // defence that keeps secret values out of the log.
+//
+// Attributes added with With (WithAttrs) are kept and redacted at every
+// Handle with the redaction function of that moment, as the record's own
+// are: a secret the store serves after a logger was made is still caught.
 type redactHandler struct {
 	next   slog.Handler
 	redact *atomic.Pointer[func(string) string]
+	ops    []handlerOp // WithAttrs and WithGroup calls, in order
+}
+
+// handlerOp is one WithAttrs (attrs) or WithGroup (group) call.
+type handlerOp struct {
+	group string
+	attrs []slog.Attr
 }
 
 func newLogger(cfg config.Log, w io.Writer) (*slog.Logger, redactPtr) {
@@ -38,15 +51,30 @@ func (h redactHandler) Enabled(ctx context.Context, l slog.Level) bool {
 
 func (h redactHandler) Handle(ctx context.Context, r slog.Record) error {
 	f := h.redact.Load()
+	next := h.next
+	for _, op := range h.ops {
+		if op.group != "" {
+			next = next.WithGroup(op.group)
+			continue
+		}
+		attrs := op.attrs
+		if f != nil {
+			attrs = make([]slog.Attr, len(op.attrs))
+			for i, a := range op.attrs {
+				attrs[i] = redactAttr(a, *f)
+			}
+		}
+		next = next.WithAttrs(attrs)
+	}
 	if f == nil {
-		return h.next.Handle(ctx, r)
+		return next.Handle(ctx, r)
 	}
 	out := slog.NewRecord(r.Time, r.Level, (*f)(r.Message), r.PC)
 	r.Attrs(func(a slog.Attr) bool {
 		out.AddAttrs(redactAttr(a, *f))
 		return true
 	})
-	return h.next.Handle(ctx, out)
+	return next.Handle(ctx, out)
 }
 
 func redactAttr(a slog.Attr, f func(string) string) slog.Attr {
@@ -65,16 +93,26 @@ func redactAttr(a slog.Attr, f func(string) string) slog.Attr {
 		if err, ok := v.Any().(error); ok {
 			return slog.String(a.Key, f(err.Error()))
 		}
+		// any other value: as text, when that text holds a secret
+		if s := fmt.Sprint(v.Any()); f(s) != s {
+			return slog.String(a.Key, f(s))
+		}
 	}
 	return slog.Attr{Key: a.Key, Value: v}
 }
 
 func (h redactHandler) WithAttrs(attrs []slog.Attr) slog.Handler {
-	return redactHandler{next: h.next.WithAttrs(attrs), redact: h.redact}
+	if len(attrs) == 0 {
+		return h
+	}
+	return redactHandler{next: h.next, redact: h.redact, ops: append(slices.Clip(h.ops), handlerOp{attrs: slices.Clone(attrs)})}
 }
 
 func (h redactHandler) WithGroup(name string) slog.Handler {
-	return redactHandler{next: h.next.WithGroup(name), redact: h.redact}
+	if name == "" {
+		return h
+	}
+	return redactHandler{next: h.next, redact: h.redact, ops: append(slices.Clip(h.ops), handlerOp{group: name})}
 }
 
 // redactPtr holds the redaction function once the secret store exists.
