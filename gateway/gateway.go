@@ -97,6 +97,9 @@ type source struct {
 type sourceTable struct {
 	byID  map[string]*source
 	byKey []*source // KeyRouted sources, matched by their secret
+	// authParams holds every source's auth_parameter: a credential name
+	// in any request, whichever source it was sent to.
+	authParams map[string]bool
 }
 
 // New builds the gateway for the file-configured sources. It fails when a
@@ -170,7 +173,7 @@ func (g *Gateway) updateRuntime(fn func([]config.Source) []config.Source) error 
 // with file sources alone and fails); failing runtime sources are skipped.
 func (g *Gateway) rebuild(runtime []config.Source) error {
 	old := g.table.Load()
-	t := &sourceTable{byID: map[string]*source{}}
+	t := &sourceTable{byID: map[string]*source{}, authParams: map[string]bool{}}
 	var fileErrs, runErrs []error
 	add := func(c config.Source, isRuntime bool) {
 		errs := &fileErrs
@@ -206,6 +209,9 @@ func (g *Gateway) rebuild(runtime []config.Source) error {
 			}
 		}
 		t.byID[c.ID] = s
+		if c.AuthParameter != "" {
+			t.authParams[c.AuthParameter] = true
+		}
 	}
 	for _, c := range g.fileSrcs {
 		add(c, false)

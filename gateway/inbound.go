@@ -29,10 +29,13 @@ type inbound struct {
 	err      error
 	status   int
 	keyRoute bool
+	table    *sourceTable
+	msg      *Message // nil until the provider parsed the request
 
 	// Computed once per request and shared by the event and the history
-	// row (docs/performance.md): the request headers with credentials
-	// redacted, and the body with the store's secret values redacted.
+	// row (docs/performance.md): the redaction, the request headers with
+	// credentials redacted, and the body redacted.
+	red        *redaction
 	hdrs       []field
 	hdrsDone   bool
 	redBody    string
@@ -43,8 +46,8 @@ type inbound struct {
 type field struct{ name, value string }
 
 func (g *Gateway) handleSource(c *fiber.Ctx) error {
-	in := &inbound{start: time.Now()}
 	t := g.table.Load()
+	in := &inbound{start: time.Now(), table: t}
 	err := g.checkMethod(c)
 	if err == nil {
 		in.src = t.byID[c.Params("source")]
@@ -60,12 +63,12 @@ func (g *Gateway) handleSource(c *fiber.Ctx) error {
 }
 
 func (g *Gateway) handleKey(c *fiber.Ctx) error {
-	in := &inbound{start: time.Now(), keyRoute: true}
+	in := &inbound{start: time.Now(), keyRoute: true, table: g.table.Load()}
 	err := g.checkMethod(c)
 	var key string
 	if err == nil {
 		key = c.Params("key")
-		in.src, err = g.lookupKey(c.UserContext(), g.table.Load(), key)
+		in.src, err = g.lookupKey(c.UserContext(), in.table, key)
 	}
 	if err == nil {
 		err = g.accept(c, in, key)
@@ -132,6 +135,7 @@ func (g *Gateway) accept(c *fiber.Ctx, in *inbound, pathKey string) error {
 	if err != nil {
 		return asCode(err, hookgate.EBadRequest)
 	}
+	in.msg = msg
 	ctx := c.UserContext()
 	ref := s.cfg.Secret
 	secrets := func(ctx context.Context) ([]hookgate.Secret, error) {
@@ -187,28 +191,13 @@ func asCode(err error, fallback string) error {
 // itself (docs/performance.md). The returned slice is not reused: the bus
 // may hold it until the store is acknowledged.
 func (g *Gateway) encodeEvent(c *fiber.Ctx, req *Request, msg *Message, in *inbound) ([]byte, error) {
-	redact := g.deps.Secrets.Redact
+	red := in.redaction(g)
 	params := make([]field, 0, len(msg.Params))
-	var secretVals []string // values of sensitive parameters, to cut from the body
 	for k, v := range msg.Params {
-		if g.sensitiveParam(k, in.src, msg) {
-			params = append(params, field{k, hookgate.Redacted})
-			if v != "" && v != hookgate.Redacted {
-				secretVals = append(secretVals, v)
-			}
-		} else {
-			params = append(params, field{k, redact(v)})
-		}
+		params = append(params, field{k, red.field(k, v)})
 	}
 	sortFields(params)
-	body := in.redactedBody(g, req.Body)
-	// remove the values of sensitive parameters (which may not be secrets
-	// the store knows, e.g. a refresh token), in a fixed order
-	slices.Sort(secretVals)
-	for _, v := range secretVals {
-		body = strings.ReplaceAll(body, url.QueryEscape(v), hookgate.Redacted)
-		body = strings.ReplaceAll(body, v, hookgate.Redacted)
-	}
+	body := in.redactedBody(g, c)
 	hdrs := in.headers(g, c)
 
 	size := 320 + len(in.eventID) + 2*len(in.src.cfg.ID) + len(in.src.cfg.Provider) + 2*len(msg.Event) +
@@ -244,9 +233,9 @@ func (g *Gateway) encodeEvent(c *fiber.Ctx, req *Request, msg *Message, in *inbo
 	if len(msg.JSON) > 0 {
 		var j string
 		if bytes.Equal(msg.JSON, req.Body) {
-			j = in.redactedBody(g, req.Body) // the same text: redact it once
+			j = body // the same text: redact it once
 		} else {
-			j = redact(string(msg.JSON))
+			j = red.value(red.json(string(msg.JSON)))
 		}
 		if len(j) > 0 {
 			b = append(b, `,"json":`...)
@@ -263,23 +252,52 @@ func (g *Gateway) encodeEvent(c *fiber.Ctx, req *Request, msg *Message, in *inbo
 	return b, nil
 }
 
-func (g *Gateway) sensitiveParam(name string, s *source, msg *Message) bool {
-	if sensitiveName(name) || (s.cfg.AuthParameter != "" && name == s.cfg.AuthParameter) {
+// sensitive reports whether a parameter, field or header name carries a
+// credential in this request: a credential word (hookgate.SensitiveName),
+// any source's auth_parameter, or a name the provider listed.
+func (in *inbound) sensitive(name string) bool {
+	if sensitiveName(name) || (in.table != nil && in.table.authParams[name]) {
 		return true
 	}
-	for _, r := range msg.Redact {
-		if r == name {
-			return true
+	if in.msg != nil {
+		for _, r := range in.msg.Redact {
+			if r == name {
+				return true
+			}
 		}
 	}
 	return false
 }
 
-// redactedBody returns the request body with every secret value the store
-// knows redacted, computed once per request.
-func (in *inbound) redactedBody(g *Gateway, body []byte) string {
+// redaction returns the request's redaction, made once: the store's
+// values, and the values of this request's sensitive parameters that the
+// store does not know (a wrong token, a refresh token), cut wherever
+// else they appear.
+func (in *inbound) redaction(g *Gateway) *redaction {
+	if in.red != nil {
+		return in.red
+	}
+	r := &redaction{redact: g.deps.Secrets.Redact, sensitive: in.sensitive}
+	if in.msg != nil {
+		var vals []string
+		for k, v := range in.msg.Params {
+			if v != "" && v != hookgate.Redacted && in.sensitive(k) && g.deps.Secrets.Redact(v) != hookgate.Redacted {
+				vals = append(vals, v)
+			}
+		}
+		if len(vals) > 0 {
+			r.extra = hookgate.NewRedactor(vals...)
+		}
+	}
+	in.red = r
+	return r
+}
+
+// redactedBody returns the redacted view of the request body, computed
+// once per request for the event and the history row.
+func (in *inbound) redactedBody(g *Gateway, c *fiber.Ctx) string {
 	if !in.redBodySet {
-		in.redBody = g.deps.Secrets.Redact(string(body))
+		in.redBody = in.redaction(g).body(string(c.Request().Header.ContentType()), c.Request().Body())
 		in.redBodySet = true
 	}
 	return in.redBody
@@ -297,8 +315,11 @@ func (in *inbound) headers(g *Gateway, c *fiber.Ctx) []field {
 	h.VisitAll(func(k, v []byte) {
 		name := headerNames.getBytes(k)
 		value := hookgate.Redacted
-		if !sensitiveName(name) {
-			value = g.deps.Secrets.Redact(string(v))
+		if !in.sensitive(name) {
+			value = in.redaction(g).value(string(v))
+			if value != hookgate.Redacted && strings.ContainsAny(value, "%+") && in.redaction(g).holds(formUnescape(value)) {
+				value = hookgate.Redacted // a secret, percent-encoded
+			}
 		}
 		for i := range out {
 			if out[i].name == name {
@@ -395,8 +416,7 @@ func (g *Gateway) row(c *fiber.Ctx, in *inbound, d time.Duration) hookgate.Excha
 		b.WriteByte('\n')
 	}
 	x.RequestHeaders = b.String()
-	body := in.redactedBody(g, c.Request().Body())
-	body = redactFormCredentials(body)
+	body := in.redactedBody(g, c)
 	x.RequestBody = hookgate.Truncate(body, g.deps.HistoryBodyBytes)
 	x.ResponseBody = hookgate.Truncate(string(c.Response().Body()), g.deps.HistoryBodyBytes)
 	return x
@@ -429,71 +449,21 @@ func (g *Gateway) redactURL(c *fiber.Ctx, in *inbound) string {
 		return g.deps.Secrets.Redact(path)
 	}
 	parts := make([]string, 0, q.Len())
+	red := in.redaction(g)
 	q.VisitAll(func(k, v []byte) {
-		val := string(v)
-		if sensitiveName(string(k)) || (in.src != nil && string(k) == in.src.cfg.AuthParameter) {
-			val = hookgate.Redacted
+		val := url.QueryEscape(string(v)) // decoded: a secret in any percent-encoding shows
+		if in.sensitive(string(k)) || red.holds(string(v)) {
+			val = hookgate.Redacted // as the event and the body show it
 		}
-		parts = append(parts, url.QueryEscape(string(k))+"="+url.QueryEscape(val))
+		parts = append(parts, url.QueryEscape(string(k))+"="+val)
 	})
 	return g.deps.Secrets.Redact(path + "?" + strings.Join(parts, "&"))
 }
 
-// redactedQueryValue is hookgate.Redacted as a form value.
-var redactedQueryValue = url.QueryEscape(hookgate.Redacted)
-
-// redactFormCredentials hides the values of sensitive keys in a urlencoded
-// body, whether or not they were the right secret (a rejected request's
-// wrong token is still a credential). It copies the body only when it
-// changes something.
-func redactFormCredentials(body string) string {
-	if !strings.Contains(body, "=") || strings.HasPrefix(strings.TrimSpace(body), "{") {
-		return body
-	}
-	var out []byte // nil until a value is redacted
-	done := 0      // body[:done] is in out
-	for start := 0; start <= len(body); {
-		end := strings.IndexByte(body[start:], '&')
-		if end < 0 {
-			end = len(body)
-		} else {
-			end += start
-		}
-		if k, _, ok := strings.Cut(body[start:end], "="); ok && sensitiveFormKey(k) {
-			if out == nil {
-				out = make([]byte, 0, len(body)+16)
-			}
-			out = append(out, body[done:start]...)
-			out = append(out, k...)
-			out = append(out, '=')
-			out = append(out, redactedQueryValue...)
-			done = end
-		}
-		start = end + 1
-	}
-	if out == nil {
-		return body
-	}
-	return string(append(out, body[done:]...))
-}
-
-// sensitiveFormKey reports whether a urlencoded key names a credential.
-func sensitiveFormKey(k string) bool { return sensitiveFormKeys.get(k) }
-
 // sensitiveName is hookgate.SensitiveName, remembered.
 func sensitiveName(name string) bool { return sensitiveNames.get(name) }
 
-var (
-	sensitiveNames    = newNameMemo(hookgate.SensitiveName)
-	sensitiveFormKeys = newNameMemo(func(k string) bool {
-		if strings.ContainsAny(k, "%+") {
-			if name, err := url.QueryUnescape(k); err == nil {
-				k = name
-			}
-		}
-		return hookgate.SensitiveName(k)
-	})
-)
+var sensitiveNames = newNameMemo(hookgate.SensitiveName)
 
 // headerNames interns header names: the same few names come with every
 // request, and each would otherwise be a new string.
