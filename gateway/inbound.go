@@ -314,13 +314,7 @@ func (in *inbound) headers(g *Gateway, c *fiber.Ctx) []field {
 	out := make([]field, 0, h.Len()+4)
 	h.VisitAll(func(k, v []byte) {
 		name := headerNames.getBytes(k)
-		value := hookgate.Redacted
-		if !in.sensitive(name) {
-			value = in.redaction(g).value(string(v))
-			if value != hookgate.Redacted && strings.ContainsAny(value, "%+") && in.redaction(g).holds(formUnescape(value)) {
-				value = hookgate.Redacted // a secret, percent-encoded
-			}
-		}
+		value := in.redaction(g).field(name, string(v))
 		for i := range out {
 			if out[i].name == name {
 				out[i].value = value

@@ -48,7 +48,36 @@ func (r *redaction) field(name, v string) string {
 	if r.sensitive(name) {
 		return hookgate.Redacted
 	}
-	return r.value(v)
+	out := r.value(v)
+	if out == v && r.encodedHolds(v) {
+		return hookgate.Redacted
+	}
+	return out
+}
+
+// encodedHolds reports whether v, percent- or base64-decoded, holds a
+// secret: a parameter or header a sender encoded (a base64 multipart part
+// reaches the parameters as it was sent).
+func (r *redaction) encodedHolds(v string) bool {
+	if strings.ContainsAny(v, "%+") && r.holds(formUnescape(v)) {
+		return true
+	}
+	if len(v) >= 8 && len(v)%4 == 0 && isBase64(v) {
+		if b, err := base64.StdEncoding.DecodeString(v); err == nil && r.holds(string(b)) {
+			return true
+		}
+	}
+	return false
+}
+
+func isBase64(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '+' || c == '/' || c == '=') {
+			return false
+		}
+	}
+	return true
 }
 
 // body returns the redacted view of a request body of content type ctype.

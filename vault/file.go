@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/hookgate/hookgate"
 )
 
 // fileBackend is the development store: a YAML file
@@ -18,6 +20,7 @@ import (
 type fileBackend struct {
 	path string
 	log  *slog.Logger
+	red  *hookgate.Redactor // learns every value in the file, served or not
 
 	mu      sync.Mutex
 	stamp   fileStamp                    // of the file last loaded
@@ -31,11 +34,11 @@ type fileStamp struct {
 	size  int64
 }
 
-func openFile(path string, log *slog.Logger) (*fileBackend, error) {
+func openFile(path string, log *slog.Logger, red *hookgate.Redactor) (*fileBackend, error) {
 	if path == "" {
 		return nil, errors.New("vault: secrets.file is not set")
 	}
-	b := &fileBackend{path: path, log: log}
+	b := &fileBackend{path: path, log: log, red: red}
 	if err := b.reload(); err != nil {
 		return nil, err
 	}
@@ -87,6 +90,15 @@ func (b *fileBackend) reload() error {
 	data, err := parseSecretsFile(raw)
 	if err != nil {
 		return b.failed(stamp, fmt.Errorf("vault: secrets file %s: %w", b.path, err))
+	}
+	// Every value of the file is a secret, whether a source uses it yet
+	// or not (a runtime source may, later): redact them all from now on.
+	if b.red != nil {
+		for _, fields := range data {
+			for _, v := range fields {
+				b.red.Add(v)
+			}
+		}
 	}
 	b.mu.Lock()
 	reloaded := b.data != nil

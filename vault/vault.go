@@ -157,7 +157,7 @@ func New(ctx context.Context, cfg config.Secrets, opts ...Option) (*Store, error
 	var err error
 	switch cfg.Backend {
 	case "file":
-		b, err = openFile(cfg.File, o.log)
+		b, err = openFile(cfg.File, o.log, red)
 	case "vault":
 		b, err = openVault(ctx, cfg.Vault, o, red)
 	default:
