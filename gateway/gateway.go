@@ -67,6 +67,9 @@ type Deps struct {
 	Metrics http.Handler
 	// Admin enables the admin API under /admin; nil = off.
 	Admin *Admin
+	// SecretMissing is called for every request to a source whose secret
+	// the store does not have (for a metric); nil = none.
+	SecretMissing func(source string)
 }
 
 // Gateway is the inbound HTTP server.
@@ -92,6 +95,9 @@ type source struct {
 	runtime   bool
 	limit     int64
 	limiter   *rate.Limiter
+	// secretMissing is set while the store lacks the source's secret: the
+	// first such request logs it, the next success logs its return.
+	secretMissing atomic.Bool
 }
 
 type sourceTable struct {

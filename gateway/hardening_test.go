@@ -43,6 +43,7 @@ func newHardFixture(t testing.TB, mutate func(*config.Server), sources []config.
 	t.Cleanup(func() { bus.Close() })
 	reg := gateway.NewRegistry()
 	reg.Register("form", func(config.Source) (gateway.Provider, error) { return formProvider{}, nil })
+	reg.Register("key", func(config.Source) (gateway.Provider, error) { return keyProvider{}, nil })
 	sec := &fakeSecrets{vals: map[string]string{"a/token": secretA, "admin/token": adminToken}}
 	rec := &recorder{}
 	scfg := config.Default().Server

@@ -1,10 +1,12 @@
 package gateway_test
 
 import (
+	"log/slog"
 	"net/http"
 	"net/url"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/hookgate/hookgate/config"
@@ -61,4 +63,51 @@ func trim(s string) string {
 		return s[:40] + "…"
 	}
 	return s
+}
+
+// TestSecretMissing: a source whose secret the store does not have answers
+// 401 without a credential and 503 with Retry-After with one (the sender
+// keeps the event), logs one line for the source however many requests
+// come, counts each, and serves again once the secret is there (issue 14).
+func TestSecretMissing(t *testing.T) {
+	var logs syncBuffer
+	var missing atomic.Int64
+	d := gateway.Deps{
+		Logger:        slog.New(slog.NewTextHandler(&logs, nil)),
+		SecretMissing: func(string) { missing.Add(1) },
+	}
+	fx := newHardFixture(t, nil, []config.Source{
+		{ID: "a", Provider: "form", Secret: "a/token"},
+		{ID: "broken", Provider: "form", Secret: "not/written"},
+		{ID: "keyed", Provider: "key", Secret: "not/written/either"},
+	}, d)
+	client := &http.Client{}
+	if status, body, _ := postForm(t, client, fx.url+"/webhook/broken", "event=E", nil); status != 401 {
+		t.Errorf("no credential = %d %s; want 401", status, body)
+	}
+	for i := range 3 {
+		status, body, hdr := postForm(t, client, fx.url+"/webhook/broken", "event=E&token=t-"+strconv.Itoa(i), nil)
+		if status != 503 || !strings.Contains(body, `"unavailable"`) || hdr.Get("Retry-After") == "" {
+			t.Errorf("with a credential = %d %s (Retry-After %q); want 503 unavailable with Retry-After", status, body, hdr.Get("Retry-After"))
+		}
+	}
+	if status, body, _ := postForm(t, client, fx.url+"/webhooks/some-api-key", "event=E", nil); status != 503 {
+		t.Errorf("an API key while a key-routed source's secret is missing = %d %s; want 503", status, body)
+	}
+	if n := strings.Count(logs.String(), "source secret not found"); n != 2 {
+		t.Errorf("%d log lines for the missing secrets; want one per source (2):\n%s", n, logs.String())
+	}
+	if got := missing.Load(); got != 4 {
+		t.Errorf("SecretMissing called %d times; want 4", got)
+	}
+	if strings.Contains(logs.String(), "t-0") {
+		t.Errorf("the log holds the credential sent:\n%s", logs.String())
+	}
+	fx.secrets.set("not/written", "t-9")
+	if status, body, _ := postForm(t, client, fx.url+"/webhook/broken", "event=E&token=t-9", nil); status != 200 {
+		t.Errorf("once the secret is written = %d %s; want 200", status, body)
+	}
+	if !strings.Contains(logs.String(), "source secret found again") {
+		t.Errorf("no log line when the secret came back:\n%s", logs.String())
+	}
 }

@@ -83,6 +83,23 @@ func (g *Gateway) checkMethod(c *fiber.Ctx) error {
 	return nil
 }
 
+// secretMissing answers a request to a source whose secret the store does
+// not have (a wrong reference, a path not yet written): 503 with
+// Retry-After, so that the sender keeps the event while an operator fixes
+// it. It logs once per source, not per request, and counts every request.
+// A request without a credential never gets here: it is a 401, decided
+// before the secrets are read.
+func (g *Gateway) secretMissing(s *source, err error) error {
+	if g.deps.SecretMissing != nil {
+		g.deps.SecretMissing(s.cfg.ID)
+	}
+	if s.secretMissing.CompareAndSwap(false, true) {
+		g.log.Error("source secret not found: its webhooks are answered 503 until it is", "source", s.cfg.ID,
+			"secret", s.cfg.Secret, "err", g.deps.Secrets.Redact(err.Error()))
+	}
+	return hookgate.WrapError(hookgate.EUnavailable, "the source's secret cannot be read", err)
+}
+
 // lookupKey finds the KeyRouted source whose secret is key, comparing in
 // constant time with every candidate. A source whose secret cannot be read
 // makes an unmatched key a 503, not a 404: it might have been that one.
@@ -92,8 +109,14 @@ func (g *Gateway) lookupKey(ctx context.Context, t *sourceTable, key string) (*s
 	for _, s := range t.byKey {
 		vals, err := g.deps.Secrets.Secrets(ctx, s.cfg.Secret)
 		if err != nil {
+			if hookgate.ErrorCode(err) == hookgate.ENotFound {
+				err = g.secretMissing(s, err)
+			}
 			unavailable = err
 			continue
+		}
+		if s.secretMissing.Load() && s.secretMissing.CompareAndSwap(true, false) {
+			g.log.Info("source secret found again", "source", s.cfg.ID, "secret", s.cfg.Secret)
 		}
 		for _, v := range vals {
 			if subtle.ConstantTimeCompare([]byte(v.Reveal()), []byte(key)) == 1 && found == nil {
@@ -104,8 +127,9 @@ func (g *Gateway) lookupKey(ctx context.Context, t *sourceTable, key string) (*s
 	switch {
 	case found != nil:
 		return found, nil
-	case unavailable != nil && hookgate.ErrorCode(unavailable) == hookgate.EUnavailable:
-		return nil, unavailable
+	case unavailable != nil:
+		// the key may have been the one of the source we cannot read
+		return nil, asCode(unavailable, hookgate.EUnavailable)
 	}
 	return nil, hookgate.Errorf(hookgate.EUnknownSource, "unknown api key")
 }
@@ -142,7 +166,13 @@ func (g *Gateway) accept(c *fiber.Ctx, in *inbound, pathKey string) error {
 		return g.deps.Secrets.Secrets(ctx, ref)
 	}
 	if err := s.provider.Verify(ctx, req, msg, secrets); err != nil {
+		if hookgate.ErrorCode(err) == hookgate.ENotFound {
+			return g.secretMissing(s, err)
+		}
 		return asCode(err, hookgate.EInvalidToken)
+	}
+	if s.secretMissing.Load() && s.secretMissing.CompareAndSwap(true, false) {
+		g.log.Info("source secret found again", "source", s.cfg.ID, "secret", s.cfg.Secret)
 	}
 	// A copy: msg.Event is often a slice of the decoded body, which the
 	// history row would otherwise keep alive whole until it is written.

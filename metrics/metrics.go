@@ -27,16 +27,17 @@ const namespace = "hookgate"
 type Metrics struct {
 	reg *prometheus.Registry
 
-	inbound     *prometheus.CounterVec
-	inboundDur  *prometheus.HistogramVec
-	outbound    *prometheus.CounterVec
-	outboundDur *prometheus.HistogramVec
-	jobsPending prometheus.Gauge
-	jobsDead    prometheus.Gauge
-	historyRows *prometheus.CounterVec
-	spoolBytes  prometheus.Gauge
-	breaker     *prometheus.GaugeVec
-	secrets     *prometheus.CounterVec
+	inbound       *prometheus.CounterVec
+	inboundDur    *prometheus.HistogramVec
+	outbound      *prometheus.CounterVec
+	outboundDur   *prometheus.HistogramVec
+	jobsPending   prometheus.Gauge
+	jobsDead      prometheus.Gauge
+	historyRows   *prometheus.CounterVec
+	spoolBytes    prometheus.Gauge
+	breaker       *prometheus.GaugeVec
+	secrets       *prometheus.CounterVec
+	secretMissing *prometheus.CounterVec
 }
 
 var _ outbound.Observer = (*Metrics)(nil)
@@ -84,6 +85,10 @@ func New() *Metrics {
 			Namespace: namespace, Name: "breaker_state",
 			Help: "Circuit breaker state per portal: 0 closed, 1 half-open, 2 open.",
 		}, []string{"portal"}),
+		secretMissing: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace, Name: "source_secret_missing_total",
+			Help: "Webhooks answered 503 because their source's secret is not in the store, by source.",
+		}, []string{"source"}),
 		secrets: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: namespace, Name: "secret_cache_total",
 			Help: "Secret lookups by result (hit, miss, stale, error).",
@@ -94,7 +99,7 @@ func New() *Metrics {
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		m.inbound, m.inboundDur, m.outbound, m.outboundDur,
 		m.jobsPending, m.jobsDead, m.historyRows, m.spoolBytes,
-		m.breaker, m.secrets,
+		m.breaker, m.secrets, m.secretMissing,
 	)
 	return m
 }
@@ -147,6 +152,10 @@ func (m *Metrics) BreakerState(portal, state string) {
 
 // Secret counts one secret lookup by result (vault.WithObserver).
 func (m *Metrics) Secret(result string) { m.secrets.WithLabelValues(result).Inc() }
+
+// SecretMissing counts a webhook to a source whose secret the store does
+// not have (answered 503).
+func (m *Metrics) SecretMissing(source string) { m.secretMissing.WithLabelValues(source).Inc() }
 
 // HistoryRows counts n history rows with result (history.WithObserver).
 func (m *Metrics) HistoryRows(result string, n int) {

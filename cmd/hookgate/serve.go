@@ -177,14 +177,15 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, redact red
 	}
 
 	gw, err := gateway.New(cfg.Server, cfg.Sources, gateway.Deps{
-		Registry: registry(),
-		Secrets:  secrets,
-		Bus:      bus,
-		Recorder: hist,
-		Logger:   log,
-		Observe:  m.Inbound,
-		Metrics:  m.Handler(),
-		Admin:    admin,
+		Registry:      registry(),
+		Secrets:       secrets,
+		Bus:           bus,
+		Recorder:      hist,
+		Logger:        log,
+		Observe:       m.Inbound,
+		SecretMissing: m.SecretMissing,
+		Metrics:       m.Handler(),
+		Admin:         admin,
 		Checks: map[string]gateway.Check{
 			"bus":     bus.Check,
 			"history": historyReady(hist),
