@@ -121,6 +121,9 @@ func New(cfg config.Server, sources []config.Source, d Deps) (*Gateway, error) {
 		return nil, errors.New("gateway: Admin needs a Token reference and a Sources store")
 	}
 	g := &Gateway{cfg: cfg, deps: d, log: d.Logger, fileSrcs: sources}
+	if g.cfg.MaxFormFields <= 0 {
+		g.cfg.MaxFormFields = config.Default().Server.MaxFormFields
+	}
 	g.bodyMax = cfg.MaxBodyBytes
 	for _, s := range sources {
 		g.bodyMax = max(g.bodyMax, s.MaxBodyBytes)

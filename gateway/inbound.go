@@ -114,6 +114,11 @@ func (g *Gateway) accept(c *fiber.Ctx, in *inbound, pathKey string) error {
 	if int64(len(body)) > s.limit {
 		return hookgate.Errorf(hookgate.EBodyTooLarge, "body over %d bytes", s.limit)
 	}
+	if formFieldsOver(c.Request().Header.ContentType(), body, g.cfg.MaxFormFields) {
+		// counted, not parsed: the provider would decode every field
+		// before the credential is checked
+		return hookgate.Errorf(hookgate.EBodyTooLarge, "form over %d fields", g.cfg.MaxFormFields)
+	}
 	if s.limiter != nil && !s.limiter.Allow() {
 		return hookgate.Errorf(hookgate.ERateLimited, "source rate limit")
 	}
