@@ -29,6 +29,9 @@ type inbound struct {
 	err      error
 	status   int
 	keyRoute bool
+	// method and path of a request fasthttp dropped before answering it
+	// (408, 431): the row takes them instead of the request's
+	method, path string
 
 	// Computed once per request and shared by the event and the history
 	// row (docs/performance.md): the request headers with credentials
@@ -373,12 +376,16 @@ func (g *Gateway) row(c *fiber.Ctx, in *inbound, d time.Duration) hookgate.Excha
 		Direction:  hookgate.Inbound,
 		Event:      in.event,
 		HTTPMethod: ownMethod(c.Method()),
-		URL:        g.redactURL(c, in),
 		Status:     uint16(in.status),
 		Outcome:    in.outcome,
 		Attempt:    1,
 		DurationMS: float32(d.Seconds() * 1000),
 		RemoteAddr: c.IP(),
+	}
+	if in.method != "" {
+		x.HTTPMethod, x.URL = ownMethod(in.method), g.redactPath(in.path, in)
+	} else {
+		x.URL = g.redactURL(c, in)
 	}
 	if in.src != nil {
 		x.Source, x.Provider = in.src.cfg.ID, in.src.cfg.Provider
@@ -423,15 +430,10 @@ func ownMethod(m string) string {
 func (g *Gateway) redactURL(c *fiber.Ctx, in *inbound) string {
 	// Fiber's Path points into a buffer fasthttp reuses for the next
 	// request; the row outlives this one.
-	path := strings.Clone(c.Path())
-	if in.keyRoute {
-		if i := strings.LastIndex(path, "/webhooks/"); i >= 0 {
-			path = path[:i] + "/webhooks/" + hookgate.Redacted
-		}
-	}
+	path := g.redactPath(strings.Clone(c.Path()), in)
 	q := c.Context().QueryArgs()
 	if q.Len() == 0 {
-		return g.deps.Secrets.Redact(path)
+		return path
 	}
 	parts := make([]string, 0, q.Len())
 	q.VisitAll(func(k, v []byte) {
@@ -442,6 +444,16 @@ func (g *Gateway) redactURL(c *fiber.Ctx, in *inbound) string {
 		parts = append(parts, url.QueryEscape(string(k))+"="+url.QueryEscape(val))
 	})
 	return g.deps.Secrets.Redact(path + "?" + strings.Join(parts, "&"))
+}
+
+// redactPath hides the api key path segment and the store's secrets.
+func (g *Gateway) redactPath(path string, in *inbound) string {
+	if in.keyRoute {
+		if i := strings.LastIndex(path, "/webhooks/"); i >= 0 {
+			path = path[:i] + "/webhooks/" + hookgate.Redacted
+		}
+	}
+	return g.deps.Secrets.Redact(path)
 }
 
 // redactedQueryValue is hookgate.Redacted as a form value.
