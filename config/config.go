@@ -26,10 +26,13 @@ type Config struct {
 
 // Server is the inbound HTTP server.
 type Server struct {
-	Listen          string   `yaml:"listen"`
-	BasePath        string   `yaml:"base_path"`
-	MaxBodyBytes    int64    `yaml:"max_body_bytes"`
-	MaxHeaderBytes  int      `yaml:"max_header_bytes"`
+	Listen         string `yaml:"listen"`
+	BasePath       string `yaml:"base_path"`
+	MaxBodyBytes   int64  `yaml:"max_body_bytes"`
+	MaxHeaderBytes int    `yaml:"max_header_bytes"`
+	// MaxFormFields bounds the fields of a urlencoded or multipart body:
+	// one with more is refused (413) before it is parsed.
+	MaxFormFields   int      `yaml:"max_form_fields"`
 	ReadTimeout     Duration `yaml:"read_timeout"`
 	WriteTimeout    Duration `yaml:"write_timeout"`
 	IdleTimeout     Duration `yaml:"idle_timeout"`

@@ -61,7 +61,7 @@ func TestDefaultsAreValid(t *testing.T) {
 		t.Errorf("defaults: %v", err)
 	}
 	if cfg.Server.Listen != "127.0.0.1:8080" || cfg.Bus.Listen != "127.0.0.1:4222" || cfg.Bus.Stream != "HOOKGATE" ||
-		cfg.Secrets.Vault.CacheTTL.D() != 30*time.Second || len(cfg.Retry.Schedule) != 9 || cfg.Retry.Schedule[8].D() != 72*time.Hour {
+		cfg.Secrets.Vault.CacheTTL.D() != 30*time.Second || cfg.Server.MaxFormFields != 1000 || len(cfg.Retry.Schedule) != 9 || cfg.Retry.Schedule[8].D() != 72*time.Hour {
 		t.Errorf("defaults differ from SPEC.md: %+v", cfg)
 	}
 }

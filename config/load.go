@@ -29,6 +29,7 @@ func Default() *Config {
 			Listen:          "127.0.0.1:8080",
 			MaxBodyBytes:    1 << 20,
 			MaxHeaderBytes:  16 << 10,
+			MaxFormFields:   1000,
 			ReadTimeout:     Duration(10 * time.Second),
 			WriteTimeout:    Duration(10 * time.Second),
 			IdleTimeout:     Duration(60 * time.Second),

@@ -82,6 +82,9 @@ func (c *Config) Validate(known Known) error {
 	if c.Server.MaxBodyBytes <= 0 {
 		add("server.max_body_bytes", "must be positive")
 	}
+	if c.Server.MaxFormFields <= 0 {
+		add("server.max_form_fields", "must be positive")
+	}
 	for _, p := range c.Server.TrustedProxies {
 		if _, _, err := net.ParseCIDR(p); err != nil && net.ParseIP(p) == nil {
 			add("server.trusted_proxies", "%q is neither an IP nor a CIDR", p)

@@ -9,6 +9,8 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -211,11 +213,43 @@ func (g *Gateway) publicSource(s SourceInfo) SourceInfo {
 	if len(s.Options) > 0 {
 		opts := make(map[string]string, len(s.Options))
 		for k, v := range s.Options {
+			if hookgate.SensitiveName(k) {
+				v = hookgate.Redacted // a value, not a reference
+			}
 			opts[k] = r(v)
 		}
 		s.Options = opts
 	}
 	return s
+}
+
+// sentSecrets lists the values a PUT body holds in secret-bearing fields:
+// secret (a reference, but a caller may paste the value itself there) and
+// the options whose name looks sensitive, longest first.
+func sentSecrets(b sourceBody) []string {
+	var vals []string
+	if b.Secret != "" {
+		vals = append(vals, b.Secret)
+	}
+	for k, v := range b.Options {
+		if v != "" && hookgate.SensitiveName(k) {
+			vals = append(vals, v)
+		}
+	}
+	slices.SortFunc(vals, func(a, b string) int { return len(b) - len(a) })
+	return vals
+}
+
+// scrub removes the caller's secret-bearing values from a message, as
+// written and as %q quotes them, and the values the store has served.
+func (g *Gateway) scrub(msg string, sent []string) string {
+	for _, v := range sent {
+		q := strconv.Quote(v)
+		msg = strings.ReplaceAll(msg, q, `"`+hookgate.Redacted+`"`)
+		msg = strings.ReplaceAll(msg, q[1:len(q)-1], hookgate.Redacted)
+		msg = strings.ReplaceAll(msg, v, hookgate.Redacted)
+	}
+	return g.deps.Secrets.Redact(msg)
 }
 
 func (g *Gateway) adminListSources(c *fiber.Ctx) error {
@@ -278,15 +312,17 @@ func (g *Gateway) adminPutSource(c *fiber.Ctx) error {
 	for _, n := range g.deps.Registry.Names() {
 		providers[n] = true
 	}
+	// no answer or message repeats a secret-bearing value the caller sent
+	sent := sentSecrets(b)
 	if ps := config.ValidateSource("source", src, providers); len(ps) > 0 {
 		msgs := make([]string, len(ps))
 		for i, p := range ps {
 			msgs[i] = p.String()
 		}
-		return hookgate.Errorf(hookgate.EBadRequest, "%s", g.deps.Secrets.Redact(strings.Join(msgs, "; ")))
+		return hookgate.Errorf(hookgate.EBadRequest, "%s", g.scrub(strings.Join(msgs, "; "), sent))
 	}
 	if _, err := g.deps.Registry.New(src); err != nil {
-		return hookgate.Errorf(hookgate.EBadRequest, "%s", g.deps.Secrets.Redact(err.Error()))
+		return hookgate.Errorf(hookgate.EBadRequest, "%s", g.scrub(err.Error(), sent))
 	}
 	ctx, cancel := adminCtx(c)
 	defer cancel()
@@ -303,9 +339,11 @@ func (g *Gateway) adminPutSource(c *fiber.Ctx) error {
 		return append(out, src)
 	})
 	if err != nil {
-		g.log.Warn("runtime sources", "err", g.deps.Secrets.Redact(err.Error()))
+		g.log.Warn("runtime sources", "err", g.scrub(err.Error(), sent))
 	}
-	return c.JSON(g.publicSource(SourceInfo{Source: src, Runtime: true}))
+	out := g.publicSource(SourceInfo{Source: src, Runtime: true})
+	out.Secret = hookgate.Redacted // the caller has it; GET /admin/sources lists the reference
+	return c.JSON(out)
 }
 
 func jsonProblem(err error) string {

@@ -98,6 +98,7 @@ func newAdminFixture(t *testing.T, o adminOptions) *adminFixture {
 	reg := gateway.NewRegistry()
 	reg.Register("form", func(config.Source) (gateway.Provider, error) { return formProvider{}, nil })
 	reg.Register("picky", pickyProvider)
+	reg.Register("echo", echoProvider)
 	sec := &fakeSecrets{vals: map[string]string{
 		"a/token":     "s3cret-token-a",
 		"rt/token":    "runtime-s3cret",

@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"bytes"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -89,11 +90,22 @@ func (l freshListener) Accept() (net.Conn, error) {
 }
 
 // freshConn is a connection that leaves the tracking at its first byte.
+// It also keeps the request line of the request being read (see
+// requestLine).
 type freshConn struct {
 	net.Conn
 	f    *fresh
 	used atomic.Bool
+
+	// line is the start of the bytes read since the last answer, up to
+	// the first line feed or requestLineMax bytes; lineDone once either
+	// was reached. Only the serving goroutine reads and writes them.
+	line     []byte
+	lineDone bool
 }
+
+// requestLineMax bounds the request line a connection keeps.
+const requestLineMax = 1024
 
 func (c *freshConn) Read(p []byte) (int, error) {
 	n, err := c.Conn.Read(p)
@@ -101,7 +113,47 @@ func (c *freshConn) Read(p []byte) (int, error) {
 		c.used.Store(true)
 		c.f.forget(c)
 	}
+	if n > 0 && !c.lineDone {
+		c.keepLine(p[:n])
+	}
 	return n, err
+}
+
+func (c *freshConn) keepLine(p []byte) {
+	if len(c.line) == 0 {
+		p = bytes.TrimLeft(p, "\r\n") // empty lines may precede a request
+	}
+	if i := bytes.IndexByte(p, '\n'); i >= 0 {
+		p, c.lineDone = p[:i], true
+	}
+	if room := requestLineMax - len(c.line); len(p) >= room {
+		p, c.lineDone = p[:room], true
+	}
+	c.line = append(c.line, p...)
+}
+
+// Write starts a new request line after an answer (not after an interim
+// 1xx answer such as 100 Continue, which the same request's body follows).
+func (c *freshConn) Write(p []byte) (int, error) {
+	if !bytes.HasPrefix(p, []byte("HTTP/1.1 1")) {
+		c.line, c.lineDone = c.line[:0], false
+	}
+	return c.Conn.Write(p)
+}
+
+// requestLine returns the method and the target of the request being
+// read, as far as they arrived, for the answers fasthttp gives after it
+// dropped the request (408 while reading it, 431 for a header over the
+// read buffer). A pipelining client's later requests may be attributed to
+// an earlier one's line.
+func (c *freshConn) requestLine() (method, target string, ok bool) {
+	line := bytes.TrimSuffix(c.line, []byte("\r"))
+	m, rest, ok := bytes.Cut(line, []byte(" "))
+	if !ok || len(m) == 0 || len(rest) == 0 {
+		return "", "", false
+	}
+	t, _, _ := bytes.Cut(rest, []byte(" "))
+	return string(m), string(t), true
 }
 
 func (c *freshConn) Close() error {

@@ -130,6 +130,9 @@ func New(cfg config.Server, sources []config.Source, d Deps) (*Gateway, error) {
 		return nil, errors.New("gateway: Admin needs a Token reference and a Sources store")
 	}
 	g := &Gateway{cfg: cfg, deps: d, log: d.Logger, fileSrcs: sources}
+	if g.cfg.MaxFormFields <= 0 {
+		g.cfg.MaxFormFields = config.Default().Server.MaxFormFields
+	}
 	g.bodyMax = cfg.MaxBodyBytes
 	for _, s := range sources {
 		g.bodyMax = max(g.bodyMax, s.MaxBodyBytes)
@@ -331,6 +334,8 @@ func (g *Gateway) newApp() *fiber.App {
 	}
 	app.All(base+"/webhook/:source", g.handleSource)
 	app.All(base+"/webhooks/:key", g.handleKey)
+	srv := app.Server()
+	srv.Handler = g.guard(srv.Handler)
 	return app
 }
 
@@ -460,12 +465,69 @@ func (g *Gateway) errorHandler(c *fiber.Ctx, err error) error {
 	// goes nowhere but the logs, redacted
 	herr := hookgate.WrapError(code, "", err)
 	g.clientAddr(c)
+	switch code {
+	case ERequestTimeout, EHeaderTooLarge:
+		// fasthttp has dropped the request; its line, kept by the
+		// connection, says which path it was for
+		if in, ok := g.droppedRequest(c); ok {
+			return g.finish(c, in, herr)
+		}
+		return writeError(c, herr)
+	case hookgate.ENotFound:
+		// no route: an empty source id or api key (/webhooks/), or a
+		// webhook path with doubled slashes (//webhook/ci). Not
+		// normalised (a proxy in front may have judged the path as
+		// written), answered as the table answers a source not found.
+		if in, ok := g.webhookPath(collapseSlashes(c.Path())); ok {
+			in.src = nil
+			herr = hookgate.Errorf(hookgate.EUnknownSource, "unknown source")
+			if c.Method() != fiber.MethodPost {
+				herr = hookgate.Errorf(hookgate.EMethodNotAllowed, "only POST")
+			}
+			return g.finish(c, in, herr)
+		}
+	}
 	if in, ok := g.webhookPath(c.Path()); ok {
 		// a webhook request refused before its handler ran (body over the
 		// server limit while reading): answered and recorded like the others
 		return g.finish(c, in, herr)
 	}
 	return writeError(c, herr)
+}
+
+// droppedRequest returns the webhook request whose line the connection
+// kept, for a request fasthttp answered without keeping it.
+func (g *Gateway) droppedRequest(c *fiber.Ctx) (*inbound, bool) {
+	fc, ok := c.Context().Conn().(*freshConn)
+	if !ok {
+		return nil, false
+	}
+	method, target, ok := fc.requestLine()
+	if !ok {
+		return nil, false
+	}
+	path, _, _ := strings.Cut(target, "?") // the query may hold a credential
+	in, ok := g.webhookPath(path)
+	if !ok {
+		return nil, false
+	}
+	in.method, in.path = method, path
+	return in, true
+}
+
+// collapseSlashes replaces each run of slashes in path by one.
+func collapseSlashes(path string) string {
+	if !strings.Contains(path, "//") {
+		return path
+	}
+	var b strings.Builder
+	for i := 0; i < len(path); i++ {
+		if path[i] == '/' && i > 0 && path[i-1] == '/' {
+			continue
+		}
+		b.WriteByte(path[i])
+	}
+	return b.String()
 }
 
 // webhookPath recognises the webhook routes for requests Fiber refused
@@ -477,9 +539,9 @@ func (g *Gateway) webhookPath(path string) (*inbound, bool) {
 	}
 	in := &inbound{start: time.Now()}
 	switch {
-	case strings.HasPrefix(rest, "/"):
+	case rest == "" || strings.HasPrefix(rest, "/"):
 		in.src = g.table.Load().byID[strings.TrimPrefix(rest, "/")]
-	case strings.HasPrefix(rest, "s/"):
+	case rest == "s" || strings.HasPrefix(rest, "s/"):
 		in.keyRoute = true
 	default:
 		return nil, false

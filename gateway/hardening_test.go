@@ -177,8 +177,7 @@ func TestSlowlorisDoesNotStarve(t *testing.T) {
 // TestReadTimeoutAnswer: a request not read whole within read_timeout is
 // answered 408 request_timeout (retryable), not 400 bad_request (which a
 // sender takes as "do not send again"); a connection that stays silent
-// that long gets the same 408. (No history row: fasthttp forgets the
-// request line of a body it could not read before the error handler runs.)
+// that long gets the same 408. (Its history row: TestDroppedRequestRows.)
 func TestReadTimeoutAnswer(t *testing.T) {
 	const readTimeout = 500 * time.Millisecond
 	f := newHardFixture(t, func(s *config.Server) { s.ReadTimeout = config.Duration(readTimeout) }, nil, gateway.Deps{})

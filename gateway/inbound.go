@@ -31,6 +31,9 @@ type inbound struct {
 	keyRoute bool
 	table    *sourceTable
 	msg      *Message // nil until the provider parsed the request
+	// method and path of a request fasthttp dropped before answering it
+	// (408, 431): the row takes them instead of the request's
+	method, path string
 
 	// Computed once per request and shared by the event and the history
 	// row (docs/performance.md): the redaction, the request headers with
@@ -140,6 +143,11 @@ func (g *Gateway) accept(c *fiber.Ctx, in *inbound, pathKey string) error {
 	body := c.Request().Body() // raw: no transparent decompression
 	if int64(len(body)) > s.limit {
 		return hookgate.Errorf(hookgate.EBodyTooLarge, "body over %d bytes", s.limit)
+	}
+	if formFieldsOver(c.Request().Header.ContentType(), body, g.cfg.MaxFormFields) {
+		// counted, not parsed: the provider would decode every field
+		// before the credential is checked
+		return hookgate.Errorf(hookgate.EBodyTooLarge, "form over %d fields", g.cfg.MaxFormFields)
 	}
 	if s.limiter != nil && !s.limiter.Allow() {
 		return hookgate.Errorf(hookgate.ERateLimited, "source rate limit")
@@ -413,12 +421,16 @@ func (g *Gateway) row(c *fiber.Ctx, in *inbound, d time.Duration) hookgate.Excha
 		Direction:  hookgate.Inbound,
 		Event:      in.event,
 		HTTPMethod: ownMethod(c.Method()),
-		URL:        g.redactURL(c, in),
 		Status:     uint16(in.status),
 		Outcome:    in.outcome,
 		Attempt:    1,
 		DurationMS: float32(d.Seconds() * 1000),
 		RemoteAddr: c.IP(),
+	}
+	if in.method != "" {
+		x.HTTPMethod, x.URL = ownMethod(in.method), g.redactPath(in.path, in)
+	} else {
+		x.URL = g.redactURL(c, in)
 	}
 	if in.src != nil {
 		x.Source, x.Provider = in.src.cfg.ID, in.src.cfg.Provider
@@ -462,15 +474,10 @@ func ownMethod(m string) string {
 func (g *Gateway) redactURL(c *fiber.Ctx, in *inbound) string {
 	// Fiber's Path points into a buffer fasthttp reuses for the next
 	// request; the row outlives this one.
-	path := strings.Clone(c.Path())
-	if in.keyRoute {
-		if i := strings.LastIndex(path, "/webhooks/"); i >= 0 {
-			path = path[:i] + "/webhooks/" + hookgate.Redacted
-		}
-	}
+	path := g.redactPath(strings.Clone(c.Path()), in)
 	q := c.Context().QueryArgs()
 	if q.Len() == 0 {
-		return g.deps.Secrets.Redact(path)
+		return path
 	}
 	parts := make([]string, 0, q.Len())
 	red := in.redaction(g)
@@ -482,6 +489,16 @@ func (g *Gateway) redactURL(c *fiber.Ctx, in *inbound) string {
 		parts = append(parts, url.QueryEscape(string(k))+"="+val)
 	})
 	return g.deps.Secrets.Redact(path + "?" + strings.Join(parts, "&"))
+}
+
+// redactPath hides the api key path segment and the store's secrets.
+func (g *Gateway) redactPath(path string, in *inbound) string {
+	if in.keyRoute {
+		if i := strings.LastIndex(path, "/webhooks/"); i >= 0 {
+			path = path[:i] + "/webhooks/" + hookgate.Redacted
+		}
+	}
+	return g.deps.Secrets.Redact(path)
 }
 
 // sensitiveName is hookgate.SensitiveName, remembered.

@@ -65,9 +65,16 @@ func (p *Provider) Parse(req *gateway.Request) (*gateway.Message, error) {
 	if event == "" {
 		return nil, hookgate.Errorf(hookgate.EBadRequest, "no event field")
 	}
+	params := body.Params(req.Query, d.Fields)
+	if _, ok := d.Fields[p.param]; !ok {
+		// Bitrix24 posts the token in the body (auth[...] of the event
+		// call); one in the query string is no credential: query strings
+		// end up in proxy and access logs (docs/providers.md)
+		delete(params, p.param)
+	}
 	return &gateway.Message{
 		Event:    event,
-		Params:   body.Params(req.Query, d.Fields),
+		Params:   params,
 		DedupKey: DedupKey(d.Fields),
 		Redact:   []string{p.param},
 	}, nil
@@ -110,8 +117,9 @@ func DedupKey(fields url.Values) string {
 	return hex.EncodeToString(sum[:])
 }
 
-// Verify checks the token field against the source's secrets, in constant
-// time. A missing token is EInvalidToken, decided without the secrets.
+// Verify checks the token form field against the source's secrets, in
+// constant time. A missing token is EInvalidToken, decided without the
+// secrets; a token in the query string only counts as missing.
 func (p *Provider) Verify(ctx context.Context, req *gateway.Request, msg *gateway.Message, secrets gateway.Secrets) error {
 	token := ""
 	if msg != nil {

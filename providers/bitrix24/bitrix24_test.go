@@ -167,6 +167,39 @@ func TestVerify(t *testing.T) {
 	}
 }
 
+// The token is read from the form body only: Bitrix24 posts it there, and a
+// token in the query string (which proxies and access logs keep) is not a
+// credential, even when it is the right one.
+func TestQueryStringToken(t *testing.T) {
+	const noToken = "event=ONCRMDEALADD&data%5BFIELDS%5D%5BID%5D=1"
+	tests := []struct {
+		name, param, body string
+		query             url.Values
+		want              string
+	}{
+		{"right token in the query only", "", noToken, url.Values{"auth[application_token]": {exampleToken}}, hookgate.EInvalidToken},
+		{"custom parameter in the query only", "key", noToken, url.Values{"key": {exampleToken}}, hookgate.EInvalidToken},
+		{"wrong form token, right query token", "", "event=X&auth%5Bapplication_token%5D=wrong", url.Values{"auth[application_token]": {exampleToken}}, hookgate.EInvalidToken},
+		{"right form token, wrong query token", "", exampleBody, url.Values{"auth[application_token]": {"wrong"}}, ""},
+		{"right form token, no query", "", exampleBody, nil, ""},
+	}
+	for _, tc := range tests {
+		p := newProvider(t, bitrix24.Config{TokenParameter: tc.param})
+		req := providertest.NewRequest("deals", formType, []byte(tc.body))
+		if tc.query != nil {
+			req.Query = tc.query
+		}
+		msg, err := p.Parse(req)
+		if err != nil {
+			t.Fatalf("Parse(%s) = %v", tc.name, err)
+		}
+		err = p.Verify(context.Background(), req, msg, providertest.Store(exampleToken))
+		if got := hookgate.ErrorCode(err); got != tc.want {
+			t.Errorf("Verify(%s) = %v; want code %q", tc.name, err, tc.want)
+		}
+	}
+}
+
 func fixtureRequest(a providertest.Args) *gateway.Request {
 	v := url.Values{
 		"event":                   {"ONCRMDEALADD"},
