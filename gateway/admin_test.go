@@ -20,6 +20,7 @@ import (
 	"github.com/hookgate/hookgate/gateway"
 	"github.com/hookgate/hookgate/internal/testenv"
 	"github.com/hookgate/hookgate/outbound"
+	"github.com/hookgate/hookgate/providers"
 )
 
 const adminToken = "adm-t0ken-9f8e7d"
@@ -44,7 +45,7 @@ func (s *syncBuffer) String() string {
 
 // pickyProvider refuses sources without an event, like a provider whose
 // constructor validates its settings.
-func pickyProvider(src config.Source) (gateway.Provider, error) {
+func pickyProvider(src config.Source) (providers.Provider, error) {
 	if src.Event == "" {
 		return nil, errors.New("picky: event must be set")
 	}
@@ -92,8 +93,8 @@ func newAdminFixture(t *testing.T, o adminOptions) *adminFixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	reg := gateway.NewRegistry()
-	reg.Register("form", func(config.Source) (gateway.Provider, error) { return formProvider{}, nil })
+	reg := providers.NewRegistry()
+	reg.Register("form", func(config.Source) (providers.Provider, error) { return formProvider{}, nil })
 	reg.Register("picky", pickyProvider)
 	sec := &fakeSecrets{vals: map[string]string{
 		"a/token":     "s3cret-token-a",

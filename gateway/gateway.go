@@ -23,6 +23,7 @@ import (
 
 	"github.com/hookgate/hookgate"
 	"github.com/hookgate/hookgate/config"
+	"github.com/hookgate/hookgate/providers"
 )
 
 // SecretStore is what the gateway needs of the secret store.
@@ -46,7 +47,7 @@ type Check func(ctx context.Context) error
 // Deps are the gateway's collaborators. Registry, Secrets and Bus are
 // required.
 type Deps struct {
-	Registry *Registry
+	Registry *providers.Registry
 	Secrets  SecretStore
 	Bus      Publisher
 	Recorder hookgate.Recorder // nil = no history
@@ -87,7 +88,7 @@ type Gateway struct {
 // source is one configured source with its adapter.
 type source struct {
 	cfg       config.Source
-	provider  Provider
+	provider  providers.Provider
 	keyRouted bool
 	runtime   bool
 	limit     int64
@@ -190,7 +191,7 @@ func (g *Gateway) rebuild(runtime []config.Source) error {
 		if c.MaxBodyBytes > 0 {
 			s.limit = min(c.MaxBodyBytes, g.bodyMax)
 		}
-		if kr, ok := p.(KeyRouted); ok && kr.KeyRouted() {
+		if kr, ok := p.(providers.KeyRouted); ok && kr.KeyRouted() {
 			s.keyRouted = true
 			t.byKey = append(t.byKey, s)
 		}

@@ -19,13 +19,14 @@ import (
 	"github.com/hookgate/hookgate/events"
 	"github.com/hookgate/hookgate/gateway"
 	"github.com/hookgate/hookgate/internal/testenv"
+	"github.com/hookgate/hookgate/providers"
 )
 
 // formProvider is a small provider for gateway tests: urlencoded bodies,
 // the credential in "token", the event in "event", the dedup key in "id".
 type formProvider struct{}
 
-func (formProvider) Parse(r *gateway.Request) (*gateway.Message, error) {
+func (formProvider) Parse(r *providers.Request) (*providers.Message, error) {
 	if !strings.HasPrefix(r.ContentType, "application/x-www-form-urlencoded") {
 		return nil, hookgate.Errorf(hookgate.EUnsupportedMedia, "want a form")
 	}
@@ -40,10 +41,10 @@ func (formProvider) Parse(r *gateway.Request) (*gateway.Message, error) {
 	for k := range v {
 		p[k] = v.Get(k)
 	}
-	return &gateway.Message{Event: v.Get("event"), Params: p, DedupKey: v.Get("id")}, nil
+	return &providers.Message{Event: v.Get("event"), Params: p, DedupKey: v.Get("id")}, nil
 }
 
-func (formProvider) Verify(ctx context.Context, r *gateway.Request, m *gateway.Message, secrets gateway.Secrets) error {
+func (formProvider) Verify(ctx context.Context, r *providers.Request, m *providers.Message, secrets providers.Secrets) error {
 	tok := m.Params["token"]
 	if tok == "" {
 		tok = r.PathKey
@@ -123,9 +124,9 @@ func newFixture(t *testing.T) *fixture {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { bus.Close() })
-	reg := gateway.NewRegistry()
-	reg.Register("form", func(config.Source) (gateway.Provider, error) { return formProvider{}, nil })
-	reg.Register("key", func(config.Source) (gateway.Provider, error) { return keyProvider{}, nil })
+	reg := providers.NewRegistry()
+	reg.Register("form", func(config.Source) (providers.Provider, error) { return formProvider{}, nil })
+	reg.Register("key", func(config.Source) (providers.Provider, error) { return keyProvider{}, nil })
 	sec := &fakeSecrets{vals: map[string]string{"a/token": "s3cret-token-a", "k/key": "api-key-0123"}}
 	rec := &recorder{}
 	scfg := config.Default().Server

@@ -18,6 +18,7 @@ import (
 	"github.com/hookgate/hookgate/events"
 	"github.com/hookgate/hookgate/gateway"
 	"github.com/hookgate/hookgate/internal/testenv"
+	"github.com/hookgate/hookgate/providers"
 )
 
 const secretA = "s3cret-token-a"
@@ -41,8 +42,8 @@ func newHardFixture(t *testing.T, mutate func(*config.Server), sources []config.
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { bus.Close() })
-	reg := gateway.NewRegistry()
-	reg.Register("form", func(config.Source) (gateway.Provider, error) { return formProvider{}, nil })
+	reg := providers.NewRegistry()
+	reg.Register("form", func(config.Source) (providers.Provider, error) { return formProvider{}, nil })
 	sec := &fakeSecrets{vals: map[string]string{"a/token": secretA, "admin/token": adminToken}}
 	rec := &recorder{}
 	scfg := config.Default().Server

@@ -3,7 +3,6 @@ package gateway
 import (
 	"bytes"
 	"context"
-	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"net/url"
@@ -17,6 +16,8 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/hookgate/hookgate"
+	"github.com/hookgate/hookgate/providers"
+	"github.com/hookgate/hookgate/providers/credential"
 )
 
 // inbound is one webhook request on its way through the checks.
@@ -81,7 +82,8 @@ func (g *Gateway) checkMethod(c *fiber.Ctx) error {
 }
 
 // lookupKey finds the KeyRouted source whose secret is key, comparing in
-// constant time with every candidate. A source whose secret cannot be read
+// constant time with every candidate (credential.Match: not even the
+// key's length leaks). A source whose secret cannot be read
 // makes an unmatched key a 503, not a 404: it might have been that one.
 func (g *Gateway) lookupKey(ctx context.Context, t *sourceTable, key string) (*source, error) {
 	var found *source
@@ -92,10 +94,8 @@ func (g *Gateway) lookupKey(ctx context.Context, t *sourceTable, key string) (*s
 			unavailable = err
 			continue
 		}
-		for _, v := range vals {
-			if subtle.ConstantTimeCompare([]byte(v.Reveal()), []byte(key)) == 1 && found == nil {
-				found = s
-			}
+		if credential.Match(key, vals) && found == nil {
+			found = s
 		}
 	}
 	switch {
@@ -117,7 +117,7 @@ func (g *Gateway) accept(c *fiber.Ctx, in *inbound, pathKey string) error {
 	if s.limiter != nil && !s.limiter.Allow() {
 		return hookgate.Errorf(hookgate.ERateLimited, "source rate limit")
 	}
-	req := &Request{
+	req := &providers.Request{
 		SourceID:    s.cfg.ID,
 		Method:      c.Method(),
 		ContentType: string(c.Request().Header.ContentType()),
@@ -183,7 +183,7 @@ func asCode(err error, fallback string) error {
 // the envelope is the largest cost of the inbound path after the store
 // itself (docs/performance.md). The returned slice is not reused: the bus
 // may hold it until the store is acknowledged.
-func (g *Gateway) encodeEvent(c *fiber.Ctx, req *Request, msg *Message, in *inbound) ([]byte, error) {
+func (g *Gateway) encodeEvent(c *fiber.Ctx, req *providers.Request, msg *providers.Message, in *inbound) ([]byte, error) {
 	redact := g.deps.Secrets.Redact
 	params := make([]field, 0, len(msg.Params))
 	var secretVals []string // values of sensitive parameters, to cut from the body
@@ -260,7 +260,7 @@ func (g *Gateway) encodeEvent(c *fiber.Ctx, req *Request, msg *Message, in *inbo
 	return b, nil
 }
 
-func (g *Gateway) sensitiveParam(name string, s *source, msg *Message) bool {
+func (g *Gateway) sensitiveParam(name string, s *source, msg *providers.Message) bool {
 	if sensitiveName(name) || (s.cfg.AuthParameter != "" && name == s.cfg.AuthParameter) {
 		return true
 	}

@@ -15,7 +15,7 @@ import (
 
 	"github.com/hookgate/hookgate"
 	"github.com/hookgate/hookgate/config"
-	"github.com/hookgate/hookgate/gateway"
+	"github.com/hookgate/hookgate/providers"
 	"github.com/hookgate/hookgate/providers/apikey"
 	"github.com/hookgate/hookgate/providers/bitrix24"
 	"github.com/hookgate/hookgate/providers/github"
@@ -26,8 +26,8 @@ import (
 )
 
 // registry lists every provider adapter: adding one is one line here.
-func registry() *gateway.Registry {
-	r := gateway.NewRegistry()
+func registry() *providers.Registry {
+	r := providers.NewRegistry()
 	r.Register("bitrix24", bitrix24.Constructor)
 	r.Register("apikey", apikey.Constructor)
 	r.Register("token", token.Constructor)

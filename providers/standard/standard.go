@@ -15,7 +15,7 @@ import (
 
 	"github.com/hookgate/hookgate"
 	"github.com/hookgate/hookgate/config"
-	"github.com/hookgate/hookgate/gateway"
+	"github.com/hookgate/hookgate/providers"
 	"github.com/hookgate/hookgate/providers/body"
 	"github.com/hookgate/hookgate/providers/hmac"
 )
@@ -53,7 +53,7 @@ type Provider struct {
 	verifier *hmac.Verifier
 }
 
-var _ gateway.Provider = (*Provider)(nil)
+var _ providers.Provider = (*Provider)(nil)
 
 // New returns a Provider for c.
 func New(c Config) (*Provider, error) {
@@ -76,7 +76,7 @@ func New(c Config) (*Provider, error) {
 // Constructor builds the provider of a config source: its event is the
 // default event name; options.tolerance (a duration) overrides the
 // tolerance.
-func Constructor(src config.Source) (gateway.Provider, error) {
+func Constructor(src config.Source) (providers.Provider, error) {
 	c := Config{Event: src.Event}
 	if s := src.Options["tolerance"]; s != "" {
 		var d config.Duration
@@ -112,7 +112,7 @@ func Key(s hookgate.Secret) ([]byte, error) {
 	return key, nil
 }
 
-func read(req *gateway.Request) (hmac.Signed, error) {
+func read(req *providers.Request) (hmac.Signed, error) {
 	id := req.Header.Get(HeaderID)
 	ts := req.Header.Get(HeaderTimestamp)
 	sigs := req.Header.Get(HeaderSignature)
@@ -166,7 +166,7 @@ func unix(t time.Time) string {
 // Parse reads a JSON body (415 for other media types, 400 when it is empty
 // or malformed). The event is the payload's "type" when it is a string,
 // else the source's event; the de-duplication key is webhook-id.
-func (p *Provider) Parse(req *gateway.Request) (*gateway.Message, error) {
+func (p *Provider) Parse(req *providers.Request) (*providers.Message, error) {
 	d, err := body.Decode(req.ContentType, req.Body, body.JSON)
 	if err != nil {
 		return nil, err
@@ -175,7 +175,7 @@ func (p *Provider) Parse(req *gateway.Request) (*gateway.Message, error) {
 	if t, ok := body.StringField(d.JSON, "type"); ok && t != "" {
 		event = t
 	}
-	return &gateway.Message{
+	return &providers.Message{
 		Event:    event,
 		Params:   body.Params(req.Query, nil),
 		JSON:     d.JSON,
@@ -184,6 +184,6 @@ func (p *Provider) Parse(req *gateway.Request) (*gateway.Message, error) {
 }
 
 // Verify checks webhook-signature against the source's secrets.
-func (p *Provider) Verify(ctx context.Context, req *gateway.Request, _ *gateway.Message, secrets gateway.Secrets) error {
+func (p *Provider) Verify(ctx context.Context, req *providers.Request, _ *providers.Message, secrets providers.Secrets) error {
 	return p.verifier.Verify(ctx, req, secrets)
 }
