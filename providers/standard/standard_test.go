@@ -57,6 +57,17 @@ func TestSignMatchesSpecVector(t *testing.T) {
 	}
 }
 
+func TestSignRejectsBadSecrets(t *testing.T) {
+	for _, secret := range []hookgate.Secret{"whsec_not base64!", ""} {
+		if got, err := standard.Sign(secret, vectorID, time.Unix(vectorTimestamp, 0), nil); err == nil {
+			t.Errorf("Sign(secret %q) = %q, nil; want an error", secret.Reveal(), got)
+		}
+	}
+	if got, err := standard.Sign("raw-secret", vectorID, time.Unix(vectorTimestamp, 0), nil); err != nil || !strings.HasPrefix(got, "v1,") {
+		t.Errorf("Sign(raw secret) = %q, %v; want v1,<base64>", got, err)
+	}
+}
+
 func TestVerifySpecVector(t *testing.T) {
 	flip := func(s string) string { // one byte of the MAC changed
 		b := []byte(s)
