@@ -66,8 +66,6 @@ type Deps struct {
 	PublishTimeout time.Duration
 	// Metrics is served at GET /metrics; nil = no /metrics route.
 	Metrics http.Handler
-	// Admin enables the admin API under /admin; nil = off.
-	Admin *Admin
 }
 
 // Gateway is the inbound HTTP server.
@@ -118,9 +116,6 @@ func New(cfg config.Server, sources []config.Source, d Deps) (*Gateway, error) {
 	if d.PublishTimeout == 0 {
 		d.PublishTimeout = 5 * time.Second
 	}
-	if d.Admin != nil && (d.Admin.Token == "" || d.Admin.Sources == nil) {
-		return nil, errors.New("gateway: Admin needs a Token reference and a Sources store")
-	}
 	g := &Gateway{cfg: cfg, deps: d, log: d.Logger, fileSrcs: sources}
 	g.bodyMax = cfg.MaxBodyBytes
 	for _, s := range sources {
@@ -152,9 +147,11 @@ func (g *Gateway) SetRuntimeSources(srcs []config.Source) error {
 	return g.rebuild(srcs)
 }
 
-// updateRuntime rebuilds the table from the current runtime sources as
-// changed by fn, under the rebuild lock.
-func (g *Gateway) updateRuntime(fn func([]config.Source) []config.Source) error {
+// UpdateRuntimeSources rebuilds the table from the current runtime sources
+// as changed by fn, under the rebuild lock (the admin API's change of one
+// source, applied at once by the instance that took it). Errors are those
+// of SetRuntimeSources.
+func (g *Gateway) UpdateRuntimeSources(fn func([]config.Source) []config.Source) error {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	var cur []config.Source
@@ -259,7 +256,8 @@ type SourceInfo struct {
 	Runtime bool `json:"runtime"`
 }
 
-// App returns the Fiber app (for tests and for mounting the admin API).
+// App returns the Fiber app (for tests and for mounting the admin API:
+// admin.API.Mount, before Serve).
 func (g *Gateway) App() *fiber.App { return g.app }
 
 // Serve answers on ln until Shutdown.
@@ -310,9 +308,6 @@ func (g *Gateway) newApp() *fiber.App {
 	app.Get("/readyz", g.readyz)
 	if g.deps.Metrics != nil {
 		app.Get("/metrics", adaptor.HTTPHandler(g.deps.Metrics))
-	}
-	if g.deps.Admin != nil {
-		g.mountAdmin(app)
 	}
 	app.All(base+"/webhook/:source", g.handleSource)
 	app.All(base+"/webhooks/:key", g.handleKey)

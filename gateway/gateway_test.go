@@ -88,6 +88,12 @@ func (f *fakeSecrets) Secrets(ctx context.Context, ref string) ([]hookgate.Secre
 	return []hookgate.Secret{hookgate.Secret(v)}, nil
 }
 
+func (f *fakeSecrets) setDown(down bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.down = down
+}
+
 func (f *fakeSecrets) Redact(s string) string {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -117,13 +123,7 @@ type fixture struct {
 
 func newFixture(t *testing.T) *fixture {
 	t.Helper()
-	bcfg := config.Default().Bus
-	bcfg.Listen = fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
-	bus, err := events.Open(context.Background(), bcfg, t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { bus.Close() })
+	bus := newBus(t)
 	reg := providers.NewRegistry()
 	reg.Register("form", func(config.Source) (providers.Provider, error) { return formProvider{}, nil })
 	reg.Register("key", func(config.Source) (providers.Provider, error) { return keyProvider{}, nil })
@@ -146,6 +146,19 @@ func newFixture(t *testing.T) *fixture {
 	f := &fixture{bus: bus, secrets: sec, rec: rec}
 	f.srv = serveFiber(t, gw)
 	return f
+}
+
+// newBus opens an embedded bus for one test.
+func newBus(t *testing.T) *events.Bus {
+	t.Helper()
+	bcfg := config.Default().Bus
+	bcfg.Listen = fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
+	bus, err := events.Open(context.Background(), bcfg, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { bus.Close() })
+	return bus
 }
 
 func serveFiber(t *testing.T, gw *gateway.Gateway) *httptest.Server {
@@ -335,5 +348,26 @@ func TestRowOutlivesRequest(t *testing.T) {
 		if x.URL != calls[i].path || x.HTTPMethod != calls[i].method {
 			t.Errorf("row %d: %s %s; want %s %s", i, x.HTTPMethod, x.URL, calls[i].method, calls[i].path)
 		}
+	}
+}
+
+func TestMetricsMounted(t *testing.T) {
+	bus := newBus(t)
+	gw, err := gateway.New(config.Default().Server, nil, gateway.Deps{
+		Registry: providers.NewRegistry(), Secrets: &fakeSecrets{}, Bus: bus,
+		Metrics: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "hookgate_test_total 1\n") }),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := serveFiber(t, gw)
+	resp, err := http.Get(srv.URL + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || string(b) != "hookgate_test_total 1\n" {
+		t.Errorf("GET /metrics = %d %q", resp.StatusCode, b)
 	}
 }
