@@ -116,20 +116,34 @@ type API struct {
 	log      *slog.Logger
 }
 
+// Option configures an API.
+type Option func(*API)
+
+// WithLogger sets the logger of the per-request lines; default
+// slog.Default().
+func WithLogger(l *slog.Logger) Option {
+	return func(a *API) {
+		if l != nil {
+			a.log = l
+		}
+	}
+}
+
 // New returns the admin API of gw: registry checks the sources it is given
 // (the gateway's registry), secrets holds the token and redacts answers
-// and logs (the gateway's store), log receives one line per request.
-func New(gw *gateway.Gateway, registry *providers.Registry, secrets SecretStore, log *slog.Logger, c Config) (*API, error) {
+// and logs (the gateway's store).
+func New(gw *gateway.Gateway, registry *providers.Registry, secrets SecretStore, c Config, opts ...Option) (*API, error) {
 	if gw == nil || registry == nil || secrets == nil {
 		return nil, errors.New("admin: a gateway, a registry and a secret store are required")
 	}
 	if c.Token == "" || c.Sources == nil {
 		return nil, errors.New("admin: a Token reference and a Sources store are required")
 	}
-	if log == nil {
-		log = slog.Default()
+	a := &API{cfg: c, gw: gw, registry: registry, secrets: secrets, log: slog.Default()}
+	for _, o := range opts {
+		o(a)
 	}
-	return &API{cfg: c, gw: gw, registry: registry, secrets: secrets, log: log}, nil
+	return a, nil
 }
 
 // timeout bounds the store, dead-letter and call operations of one

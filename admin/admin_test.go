@@ -187,13 +187,13 @@ func newAdminFixture(t *testing.T, o adminOptions) *adminFixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	api, err := admin.New(gw, reg, sec, log, admin.Config{
+	api, err := admin.New(gw, reg, sec, admin.Config{
 		Token:   "admin/token",
 		Sources: store,
 		Dead:    dead,
 		Caller:  o.caller,
 		Routes:  o.routes,
-	})
+	}, admin.WithLogger(log))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -661,6 +661,27 @@ func TestNoSecretInErrors(t *testing.T) {
 		resp.Header.Write(&hdrs)
 		if strings.Contains(string(b), secretA) || strings.Contains(hdrs.String(), secretA) {
 			t.Errorf("%s: answer holds the secret: %d %s", tc.name, resp.StatusCode, b)
+		}
+	}
+}
+
+func TestNewRefusesMissingParts(t *testing.T) {
+	f := newAdminFixture(t, adminOptions{})
+	reg, sec := providers.NewRegistry(), &fakeSecrets{}
+	tests := []struct {
+		name string
+		gw   *gateway.Gateway
+		reg  *providers.Registry
+		c    admin.Config
+	}{
+		{"no gateway", nil, reg, admin.Config{Token: "admin/token", Sources: f.store}},
+		{"no registry", f.gw, nil, admin.Config{Token: "admin/token", Sources: f.store}},
+		{"no token", f.gw, reg, admin.Config{Sources: f.store}},
+		{"no source store", f.gw, reg, admin.Config{Token: "admin/token"}},
+	}
+	for _, tc := range tests {
+		if _, err := admin.New(tc.gw, tc.reg, sec, tc.c); err == nil {
+			t.Errorf("New(%s) = nil error; want an error", tc.name)
 		}
 	}
 }

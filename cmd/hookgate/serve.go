@@ -178,13 +178,13 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, redact red
 	a.gw = gw
 	withAdmin := cfg.Admin.Token != ""
 	if withAdmin {
-		api, err := admin.New(gw, reg, secrets, log, admin.Config{
+		api, err := admin.New(gw, reg, secrets, admin.Config{
 			Token:   cfg.Admin.Token,
 			Sources: store,
 			Dead:    countedReplays{queue, m.JobReplayed},
 			Caller:  admin.Portals(portals),
 			Routes:  engine,
-		})
+		}, admin.WithLogger(log))
 		if err != nil {
 			return err
 		}
