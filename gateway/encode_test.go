@@ -13,6 +13,7 @@ import (
 
 	"github.com/hookgate/hookgate"
 	"github.com/hookgate/hookgate/config"
+	"github.com/hookgate/hookgate/providers"
 )
 
 // The envelope and the answers are written by hand for speed; these tests
@@ -99,16 +100,16 @@ func TestEncodeEventMatchesEncodingJSON(t *testing.T) {
 		body    string
 		ctype   string
 		headers map[string]string
-		msg     Message
+		msg     providers.Message
 	}{
 		{"bitrix24 form", "event=ONCRMDEALADD&data%5BFIELDS%5D%5BID%5D=9&auth%5Bapplication_token%5D=" + secret,
 			"application/x-www-form-urlencoded", map[string]string{"User-Agent": "Bitrix24 <Webhook>", "X-Api-Token": "tok"},
-			Message{Event: "ONCRMDEALADD", Params: map[string]string{"event": "ONCRMDEALADD", "data[FIELDS][ID]": "9", "auth[application_token]": secret, "refresh_token": "rt-1", "key": "k&v", "note": "has " + secret + " inside"}}},
+			providers.Message{Event: "ONCRMDEALADD", Params: map[string]string{"event": "ONCRMDEALADD", "data[FIELDS][ID]": "9", "auth[application_token]": secret, "refresh_token": "rt-1", "key": "k&v", "note": "has " + secret + " inside"}}},
 		{"json", `{ "type": "invoice.paid", "secret": "` + secret + `", "html": "<b>&</b>" }`, "application/json",
 			map[string]string{"Webhook-Signature": "v1,abc", "X-Dup": "1"},
-			Message{Event: "invoice.paid", Params: map[string]string{}, JSON: json.RawMessage(`{ "type": "invoice.paid", "secret": "` + secret + `", "html": "<b>&</b>" }`)}},
+			providers.Message{Event: "invoice.paid", Params: map[string]string{}, JSON: json.RawMessage(`{ "type": "invoice.paid", "secret": "` + secret + `", "html": "<b>&</b>" }`)}},
 		{"no params, odd bytes", "\xff\x00 body \u2028", "text/plain", nil,
-			Message{Event: "in-webhook-request", Redact: []string{"x"}}},
+			providers.Message{Event: "in-webhook-request", Redact: []string{"x"}}},
 	}
 	for _, tc := range tests {
 		app := fiber.New()
@@ -123,7 +124,7 @@ func TestEncodeEventMatchesEncodingJSON(t *testing.T) {
 		c := app.AcquireCtx(&rc)
 		in := &inbound{src: src, eventID: "5f0e7d4c-0000-5000-8000-000000000001", msg: &tc.msg,
 			table: &sourceTable{authParams: map[string]bool{"key": true}}}
-		req := &Request{ContentType: tc.ctype, Header: fastHeader{&rc.Request.Header}, Body: rc.Request.Body(), Now: now}
+		req := &providers.Request{ContentType: tc.ctype, Header: fastHeader{&rc.Request.Header}, Body: rc.Request.Body(), Now: now}
 		got, err := g.encodeEvent(c, req, &tc.msg, in)
 		if err != nil {
 			t.Fatalf("%s: %v", tc.name, err)
@@ -144,7 +145,7 @@ func TestEncodeEventMatchesEncodingJSON(t *testing.T) {
 
 // oldEnvelope is the envelope as encoding/json builds it, with the same
 // redacted view of the request: the test compares the encoders.
-func oldEnvelope(g *Gateway, c *fiber.Ctx, req *Request, msg *Message, in *inbound) *hookgate.Event {
+func oldEnvelope(g *Gateway, c *fiber.Ctx, req *providers.Request, msg *providers.Message, in *inbound) *hookgate.Event {
 	red := in.redaction(g)
 	params := make(map[string]string, len(msg.Params))
 	for k, v := range msg.Params {

@@ -23,6 +23,7 @@ import (
 
 	"github.com/hookgate/hookgate"
 	"github.com/hookgate/hookgate/config"
+	"github.com/hookgate/hookgate/providers"
 )
 
 // SecretStore is what the gateway needs of the secret store.
@@ -46,7 +47,7 @@ type Check func(ctx context.Context) error
 // Deps are the gateway's collaborators. Registry, Secrets and Bus are
 // required.
 type Deps struct {
-	Registry *Registry
+	Registry *providers.Registry
 	Secrets  SecretStore
 	Bus      Publisher
 	Recorder hookgate.Recorder // nil = no history
@@ -65,8 +66,6 @@ type Deps struct {
 	PublishTimeout time.Duration
 	// Metrics is served at GET /metrics; nil = no /metrics route.
 	Metrics http.Handler
-	// Admin enables the admin API under /admin; nil = off.
-	Admin *Admin
 	// SecretMissing is called for every request to a source whose secret
 	// the store does not have (for a metric); nil = none.
 	SecretMissing func(source string)
@@ -90,7 +89,7 @@ type Gateway struct {
 // source is one configured source with its adapter.
 type source struct {
 	cfg       config.Source
-	provider  Provider
+	provider  providers.Provider
 	keyRouted bool
 	runtime   bool
 	limit     int64
@@ -126,9 +125,6 @@ func New(cfg config.Server, sources []config.Source, d Deps) (*Gateway, error) {
 	if d.PublishTimeout == 0 {
 		d.PublishTimeout = 5 * time.Second
 	}
-	if d.Admin != nil && (d.Admin.Token == "" || d.Admin.Sources == nil) {
-		return nil, errors.New("gateway: Admin needs a Token reference and a Sources store")
-	}
 	g := &Gateway{cfg: cfg, deps: d, log: d.Logger, fileSrcs: sources}
 	if g.cfg.MaxFormFields <= 0 {
 		g.cfg.MaxFormFields = config.Default().Server.MaxFormFields
@@ -163,9 +159,11 @@ func (g *Gateway) SetRuntimeSources(srcs []config.Source) error {
 	return g.rebuild(srcs)
 }
 
-// updateRuntime rebuilds the table from the current runtime sources as
-// changed by fn, under the rebuild lock.
-func (g *Gateway) updateRuntime(fn func([]config.Source) []config.Source) error {
+// UpdateRuntimeSources rebuilds the table from the current runtime sources
+// as changed by fn, under the rebuild lock (the admin API's change of one
+// source, applied at once by the instance that took it). Errors are those
+// of SetRuntimeSources.
+func (g *Gateway) UpdateRuntimeSources(fn func([]config.Source) []config.Source) error {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	var cur []config.Source
@@ -206,7 +204,7 @@ func (g *Gateway) rebuild(runtime []config.Source) error {
 		if c.MaxBodyBytes > 0 {
 			s.limit = min(c.MaxBodyBytes, g.bodyMax)
 		}
-		if kr, ok := p.(KeyRouted); ok && kr.KeyRouted() {
+		if kr, ok := p.(providers.KeyRouted); ok && kr.KeyRouted() {
 			s.keyRouted = true
 			t.byKey = append(t.byKey, s)
 		}
@@ -277,7 +275,8 @@ type SourceInfo struct {
 	Runtime bool `json:"runtime"`
 }
 
-// App returns the Fiber app (for tests and for mounting the admin API).
+// App returns the Fiber app (for tests and for mounting the admin API:
+// admin.API.Mount, before Serve).
 func (g *Gateway) App() *fiber.App { return g.app }
 
 // Serve answers on ln until Shutdown.
@@ -328,9 +327,6 @@ func (g *Gateway) newApp() *fiber.App {
 	app.Get("/readyz", g.readyz)
 	if g.deps.Metrics != nil {
 		app.Get("/metrics", adaptor.HTTPHandler(g.deps.Metrics))
-	}
-	if g.deps.Admin != nil {
-		g.mountAdmin(app)
 	}
 	app.All(base+"/webhook/:source", g.handleSource)
 	app.All(base+"/webhooks/:key", g.handleKey)

@@ -19,13 +19,14 @@ import (
 	"github.com/hookgate/hookgate/events"
 	"github.com/hookgate/hookgate/gateway"
 	"github.com/hookgate/hookgate/internal/testenv"
+	"github.com/hookgate/hookgate/providers"
 )
 
 // formProvider is a small provider for gateway tests: urlencoded bodies,
 // the credential in "token", the event in "event", the dedup key in "id".
 type formProvider struct{}
 
-func (formProvider) Parse(r *gateway.Request) (*gateway.Message, error) {
+func (formProvider) Parse(r *providers.Request) (*providers.Message, error) {
 	if !strings.HasPrefix(r.ContentType, "application/x-www-form-urlencoded") {
 		return nil, hookgate.Errorf(hookgate.EUnsupportedMedia, "want a form")
 	}
@@ -40,10 +41,10 @@ func (formProvider) Parse(r *gateway.Request) (*gateway.Message, error) {
 	for k := range v {
 		p[k] = v.Get(k)
 	}
-	return &gateway.Message{Event: v.Get("event"), Params: p, DedupKey: v.Get("id")}, nil
+	return &providers.Message{Event: v.Get("event"), Params: p, DedupKey: v.Get("id")}, nil
 }
 
-func (formProvider) Verify(ctx context.Context, r *gateway.Request, m *gateway.Message, secrets gateway.Secrets) error {
+func (formProvider) Verify(ctx context.Context, r *providers.Request, m *providers.Message, secrets providers.Secrets) error {
 	tok := m.Params["token"]
 	if tok == "" {
 		tok = r.PathKey
@@ -74,6 +75,12 @@ type fakeSecrets struct {
 	down bool
 }
 
+func (f *fakeSecrets) set(ref, v string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.vals[ref] = v
+}
+
 func (f *fakeSecrets) Secrets(ctx context.Context, ref string) ([]hookgate.Secret, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -85,6 +92,12 @@ func (f *fakeSecrets) Secrets(ctx context.Context, ref string) ([]hookgate.Secre
 		return nil, hookgate.Errorf(hookgate.ENotFound, "no secret")
 	}
 	return []hookgate.Secret{hookgate.Secret(v)}, nil
+}
+
+func (f *fakeSecrets) setDown(down bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.down = down
 }
 
 func (f *fakeSecrets) Redact(s string) string {
@@ -116,16 +129,10 @@ type fixture struct {
 
 func newFixture(t *testing.T) *fixture {
 	t.Helper()
-	bcfg := config.Default().Bus
-	bcfg.Listen = fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
-	bus, err := events.Open(context.Background(), bcfg, t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { bus.Close() })
-	reg := gateway.NewRegistry()
-	reg.Register("form", func(config.Source) (gateway.Provider, error) { return formProvider{}, nil })
-	reg.Register("key", func(config.Source) (gateway.Provider, error) { return keyProvider{}, nil })
+	bus := newBus(t)
+	reg := providers.NewRegistry()
+	reg.Register("form", func(config.Source) (providers.Provider, error) { return formProvider{}, nil })
+	reg.Register("key", func(config.Source) (providers.Provider, error) { return keyProvider{}, nil })
 	sec := &fakeSecrets{vals: map[string]string{"a/token": "s3cret-token-a", "k/key": "api-key-0123"}}
 	rec := &recorder{}
 	scfg := config.Default().Server
@@ -145,6 +152,19 @@ func newFixture(t *testing.T) *fixture {
 	f := &fixture{bus: bus, secrets: sec, rec: rec}
 	f.srv = serveFiber(t, gw)
 	return f
+}
+
+// newBus opens an embedded bus for one test.
+func newBus(t testing.TB) *events.Bus {
+	t.Helper()
+	bcfg := config.Default().Bus
+	bcfg.Listen = fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
+	bus, err := events.Open(context.Background(), bcfg, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { bus.Close() })
+	return bus
 }
 
 func serveFiber(t testing.TB, gw *gateway.Gateway) *httptest.Server {
@@ -334,5 +354,26 @@ func TestRowOutlivesRequest(t *testing.T) {
 		if x.URL != calls[i].path || x.HTTPMethod != calls[i].method {
 			t.Errorf("row %d: %s %s; want %s %s", i, x.HTTPMethod, x.URL, calls[i].method, calls[i].path)
 		}
+	}
+}
+
+func TestMetricsMounted(t *testing.T) {
+	bus := newBus(t)
+	gw, err := gateway.New(config.Default().Server, nil, gateway.Deps{
+		Registry: providers.NewRegistry(), Secrets: &fakeSecrets{}, Bus: bus,
+		Metrics: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "hookgate_test_total 1\n") }),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := serveFiber(t, gw)
+	resp, err := http.Get(srv.URL + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || string(b) != "hookgate_test_total 1\n" {
+		t.Errorf("GET /metrics = %d %q", resp.StatusCode, b)
 	}
 }

@@ -1,11 +1,13 @@
 package gateway_test
 
 import (
+	"bytes"
 	"log/slog"
 	"net/http"
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 
@@ -110,4 +112,22 @@ func TestSecretMissing(t *testing.T) {
 	if !strings.Contains(logs.String(), "source secret found again") {
 		t.Errorf("no log line when the secret came back:\n%s", logs.String())
 	}
+}
+
+// syncBuffer is a bytes.Buffer that a logger and the test share.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

@@ -3,7 +3,6 @@ package gateway
 import (
 	"bytes"
 	"context"
-	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"net/url"
@@ -17,6 +16,8 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/hookgate/hookgate"
+	"github.com/hookgate/hookgate/providers"
+	"github.com/hookgate/hookgate/providers/credential"
 )
 
 // inbound is one webhook request on its way through the checks.
@@ -30,7 +31,7 @@ type inbound struct {
 	status   int
 	keyRoute bool
 	table    *sourceTable
-	msg      *Message // nil until the provider parsed the request
+	msg      *providers.Message // nil until the provider parsed the request
 	// method and path of a request fasthttp dropped before answering it
 	// (408, 431): the row takes them instead of the request's
 	method, path string
@@ -104,7 +105,8 @@ func (g *Gateway) secretMissing(s *source, err error) error {
 }
 
 // lookupKey finds the KeyRouted source whose secret is key, comparing in
-// constant time with every candidate. A source whose secret cannot be read
+// constant time with every candidate (credential.Match: not even the
+// key's length leaks). A source whose secret cannot be read
 // makes an unmatched key a 503, not a 404: it might have been that one.
 func (g *Gateway) lookupKey(ctx context.Context, t *sourceTable, key string) (*source, error) {
 	var found *source
@@ -121,10 +123,8 @@ func (g *Gateway) lookupKey(ctx context.Context, t *sourceTable, key string) (*s
 		if s.secretMissing.Load() && s.secretMissing.CompareAndSwap(true, false) {
 			g.log.Info("source secret found again", "source", s.cfg.ID, "secret", s.cfg.Secret)
 		}
-		for _, v := range vals {
-			if subtle.ConstantTimeCompare([]byte(v.Reveal()), []byte(key)) == 1 && found == nil {
-				found = s
-			}
+		if credential.Match(key, vals) && found == nil {
+			found = s
 		}
 	}
 	switch {
@@ -152,7 +152,7 @@ func (g *Gateway) accept(c *fiber.Ctx, in *inbound, pathKey string) error {
 	if s.limiter != nil && !s.limiter.Allow() {
 		return hookgate.Errorf(hookgate.ERateLimited, "source rate limit")
 	}
-	req := &Request{
+	req := &providers.Request{
 		SourceID:    s.cfg.ID,
 		Method:      c.Method(),
 		ContentType: string(c.Request().Header.ContentType()),
@@ -228,7 +228,7 @@ func asCode(err error, fallback string) error {
 // the envelope is the largest cost of the inbound path after the store
 // itself (docs/performance.md). The returned slice is not reused: the bus
 // may hold it until the store is acknowledged.
-func (g *Gateway) encodeEvent(c *fiber.Ctx, req *Request, msg *Message, in *inbound) ([]byte, error) {
+func (g *Gateway) encodeEvent(c *fiber.Ctx, req *providers.Request, msg *providers.Message, in *inbound) ([]byte, error) {
 	red := in.redaction(g)
 	params := make([]field, 0, len(msg.Params))
 	for k, v := range msg.Params {

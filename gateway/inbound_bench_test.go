@@ -17,6 +17,7 @@ import (
 	"github.com/hookgate/hookgate/gateway"
 	"github.com/hookgate/hookgate/history"
 	"github.com/hookgate/hookgate/internal/testenv"
+	"github.com/hookgate/hookgate/providers"
 	"github.com/hookgate/hookgate/providers/bitrix24"
 	"github.com/hookgate/hookgate/vault"
 )
@@ -58,7 +59,7 @@ func BenchmarkInbound(b *testing.B) {
 	go func() { defer close(hdone); hist.Run(hctx) }()
 	defer func() { hstop(); <-hdone; hist.Close(ctx) }()
 
-	reg := gateway.NewRegistry()
+	reg := providers.NewRegistry()
 	reg.Register("bitrix24", bitrix24.Constructor)
 	gw, err := gateway.New(cfg.Server, []config.Source{{ID: "b24", Provider: "bitrix24", Secret: "bench/b24"}},
 		gateway.Deps{Registry: reg, Secrets: store, Bus: bus, Recorder: hist})

@@ -12,7 +12,7 @@ import (
 
 	"github.com/hookgate/hookgate"
 	"github.com/hookgate/hookgate/config"
-	"github.com/hookgate/hookgate/gateway"
+	"github.com/hookgate/hookgate/providers"
 	"github.com/hookgate/hookgate/vault"
 )
 
@@ -175,7 +175,7 @@ func TestFileRedact(t *testing.T) {
 // function.
 func TestFeedsGateway(t *testing.T) {
 	s, _ := fileStore(t, "ci/token:\n  token: ci-token-value\n")
-	var f gateway.Secrets = s.Func("ci/token")
+	var f providers.Secrets = s.Func("ci/token")
 	got, err := f(context.Background())
 	if err != nil || len(got) != 1 || got[0].Reveal() != "ci-token-value" {
 		t.Errorf("Func(ci/token)() = %v, %v; want [ci-token-value]", reveal(got), err)

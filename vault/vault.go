@@ -212,7 +212,7 @@ func (s *Store) Secrets(ctx context.Context, ref string) ([]hookgate.Secret, err
 	return vals, nil
 }
 
-// Func returns ref bound to the store, in the shape gateway.Secrets wants.
+// Func returns ref bound to the store, in the shape providers.Secrets wants.
 func (s *Store) Func(ref string) func(ctx context.Context) ([]hookgate.Secret, error) {
 	return func(ctx context.Context) ([]hookgate.Secret, error) { return s.Secrets(ctx, ref) }
 }

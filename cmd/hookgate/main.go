@@ -16,7 +16,7 @@ import (
 
 	"github.com/hookgate/hookgate"
 	"github.com/hookgate/hookgate/config"
-	"github.com/hookgate/hookgate/gateway"
+	"github.com/hookgate/hookgate/providers"
 	"github.com/hookgate/hookgate/providers/apikey"
 	"github.com/hookgate/hookgate/providers/bitrix24"
 	"github.com/hookgate/hookgate/providers/github"
@@ -27,8 +27,8 @@ import (
 )
 
 // registry lists every provider adapter: adding one is one line here.
-func registry() *gateway.Registry {
-	r := gateway.NewRegistry()
+func registry() *providers.Registry {
+	r := providers.NewRegistry()
 	r.Register("bitrix24", bitrix24.Constructor)
 	r.Register("apikey", apikey.Constructor)
 	r.Register("token", token.Constructor)
@@ -126,7 +126,7 @@ func loadConfig(path string) (*config.Config, error) {
 // known is what config validation needs of the providers: their names, and
 // each source run through its constructor (its signature tolerance bounds
 // bus.dedup_window).
-func known(reg *gateway.Registry) config.Known {
+func known(reg *providers.Registry) config.Known {
 	return config.Known{
 		Providers: reg.Names(),
 		Source: func(src config.Source) (time.Duration, error) {

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -12,12 +11,12 @@ import (
 	"net/http/pprof"
 	"os"
 	"runtime"
-	"slices"
 	"time"
 
 	"golang.org/x/sync/errgroup"
 
 	"github.com/hookgate/hookgate"
+	"github.com/hookgate/hookgate/admin"
 	"github.com/hookgate/hookgate/config"
 	"github.com/hookgate/hookgate/events"
 	"github.com/hookgate/hookgate/gateway"
@@ -155,29 +154,9 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, redact red
 	if err != nil {
 		return err
 	}
-	var admin *gateway.Admin
-	if cfg.Admin.Token != "" {
-		admin = &gateway.Admin{
-			Token:   cfg.Admin.Token,
-			Sources: store,
-			Dead: gateway.DeadLetterFuncs{
-				ListFunc: func(ctx context.Context) (any, error) { return queue.Dead(ctx) },
-				ReplayFunc: func(ctx context.Context, id string) error {
-					err := queue.Replay(ctx, id)
-					if err == nil {
-						m.JobReplayed()
-					}
-					return err
-				},
-				NotFound: jobs.ErrNotFound,
-			},
-			Caller: portalCaller(portals),
-			Routes: routeAdmin{engine},
-		}
-	}
-
+	reg := registry()
 	gw, err := gateway.New(cfg.Server, cfg.Sources, gateway.Deps{
-		Registry:      registry(),
+		Registry:      reg,
 		Secrets:       secrets,
 		Bus:           bus,
 		Recorder:      hist,
@@ -185,7 +164,6 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, redact red
 		Observe:       m.Inbound,
 		SecretMissing: m.SecretMissing,
 		Metrics:       m.Handler(),
-		Admin:         admin,
 		Checks: map[string]gateway.Check{
 			"bus":     bus.Check,
 			"history": historyReady(hist),
@@ -199,6 +177,20 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, redact red
 		return err
 	}
 	a.gw = gw
+	withAdmin := cfg.Admin.Token != ""
+	if withAdmin {
+		api, err := admin.New(gw, reg, secrets, admin.Config{
+			Token:   cfg.Admin.Token,
+			Sources: store,
+			Dead:    countedReplays{queue, m.JobReplayed},
+			Caller:  admin.Portals(portals),
+			Routes:  engine,
+		}, admin.WithLogger(log))
+		if err != nil {
+			return err
+		}
+		api.Mount(gw.App())
+	}
 	if rt, err := store.List(ctx); err == nil && len(rt) > 0 {
 		if err := gw.SetRuntimeSources(rt); err != nil {
 			log.Warn("runtime sources", "err", secrets.Redact(err.Error()))
@@ -210,7 +202,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, redact red
 	}
 	log.Info("hookgate serving", "version", hookgate.Version, "listen", ln.Addr().String(),
 		"sources", len(cfg.Sources), "routes", len(cfg.Routes), "portals", len(cfg.Portals),
-		"bus_embedded", bus.Embedded(), "bus_listen", cfg.Bus.Listen, "admin", admin != nil)
+		"bus_embedded", bus.Embedded(), "bus_listen", cfg.Bus.Listen, "admin", withAdmin)
 
 	workCtx, workStop := context.WithCancel(context.WithoutCancel(ctx))
 	a.workStop, a.workDone = workStop, make(chan struct{})
@@ -359,31 +351,19 @@ func jobsConfig(cfg *config.Config) jobs.Config {
 	return jc
 }
 
-// routeAdmin is the admin API's view of the route engine.
-type routeAdmin struct{ e *routes.Engine }
-
-func (r routeAdmin) Disabled(ctx context.Context) (any, error) { return r.e.Disabled(ctx) }
-
-func (r routeAdmin) Enable(ctx context.Context, name string) error {
-	if !slices.Contains(r.e.Routes(), name) {
-		return hookgate.Errorf(hookgate.ENotFound, "unknown route %q", name)
-	}
-	return r.e.Enable(ctx, name)
+// countedReplays is the admin API's view of the dead letters: the queue's,
+// counting each replay in the metrics.
+type countedReplays struct {
+	*jobs.Queue
+	replayed func()
 }
 
-// portalCaller is the admin API's Caller over the portal clients.
-type portalCaller map[string]*outbound.Bitrix24
-
-func (p portalCaller) Call(ctx context.Context, portal, method string, params map[string]any) (json.RawMessage, error) {
-	c, ok := p[portal]
-	if !ok {
-		return nil, hookgate.Errorf(hookgate.ENotFound, "unknown portal %q", portal)
+func (q countedReplays) Replay(ctx context.Context, id string) error {
+	err := q.Queue.Replay(ctx, id)
+	if err == nil {
+		q.replayed()
 	}
-	res, err := c.Call(ctx, method, params)
-	if err != nil {
-		return nil, err
-	}
-	return res.Result, nil
+	return err
 }
 
 // openHistory opens the history writer: ClickHouse when configured (the

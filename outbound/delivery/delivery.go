@@ -15,9 +15,6 @@ package delivery
 import (
 	"bytes"
 	"context"
-	"crypto/hmac"
-	"crypto/sha256"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -33,6 +30,7 @@ import (
 	"github.com/go-resty/resty/v2"
 
 	"github.com/hookgate/hookgate"
+	"github.com/hookgate/hookgate/providers/standard"
 )
 
 // Defaults of a Client.
@@ -40,14 +38,13 @@ const (
 	DefaultTimeout      = 30 * time.Second
 	DefaultMaxBodyBytes = 16 << 10 // of each body kept in history
 	maxResponseBytes    = 1 << 20  // read from an answer
-	secretPrefix        = "whsec_"
 )
 
-// Standard Webhooks header names.
+// Standard Webhooks header names (those of package standard, which signs).
 const (
-	HeaderID        = "webhook-id"
-	HeaderTimestamp = "webhook-timestamp"
-	HeaderSignature = "webhook-signature"
+	HeaderID        = standard.HeaderID
+	HeaderTimestamp = standard.HeaderTimestamp
+	HeaderSignature = standard.HeaderSignature
 )
 
 // ErrGone is matched (errors.Is) by the error of a 410 answer: the
@@ -175,36 +172,6 @@ func New(opts ...Option) *Client {
 	return c
 }
 
-// SecretKey returns the HMAC key of a signing secret: a "whsec_<base64>"
-// secret is the decoded bytes, any other secret its raw bytes.
-func SecretKey(secret hookgate.Secret) ([]byte, error) {
-	s := secret.Reveal()
-	if rest, ok := strings.CutPrefix(s, secretPrefix); ok {
-		key, err := base64.StdEncoding.DecodeString(rest)
-		if err != nil {
-			return nil, errors.New("delivery: whsec_ secret is not valid base64")
-		}
-		return key, nil
-	}
-	if s == "" {
-		return nil, errors.New("delivery: empty signing secret")
-	}
-	return []byte(s), nil
-}
-
-// Sign returns the webhook-signature value ("v1,<base64>") of body sent
-// with id at ts.
-func Sign(secret hookgate.Secret, id string, ts time.Time, body []byte) (string, error) {
-	key, err := SecretKey(secret)
-	if err != nil {
-		return "", err
-	}
-	mac := hmac.New(sha256.New, key)
-	mac.Write([]byte(id + "." + strconv.FormatInt(ts.Unix(), 10) + "."))
-	mac.Write(body)
-	return "v1," + base64.StdEncoding.EncodeToString(mac.Sum(nil)), nil
-}
-
 // Deliver makes one attempt to POST body to url, signed with secret, with
 // webhook-id id (stable across the attempts of one delivery). Attempt
 // details for history come from WithMeta. A 2xx answer returns its
@@ -213,7 +180,7 @@ func (c *Client) Deliver(ctx context.Context, rawURL string, secret hookgate.Sec
 	meta := metaOf(ctx)
 	start := c.now()
 	ts := start
-	sig, err := Sign(secret, id, ts, body)
+	sig, err := standard.Sign(secret, id, ts, body)
 	if err != nil {
 		return nil, err
 	}
@@ -227,7 +194,7 @@ func (c *Client) Deliver(ctx context.Context, rawURL string, secret hookgate.Sec
 	headers := map[string]string{
 		"Content-Type":  "application/json",
 		HeaderID:        id,
-		HeaderTimestamp: strconv.FormatInt(ts.Unix(), 10),
+		HeaderTimestamp: standard.Timestamp(ts),
 		HeaderSignature: sig,
 	}
 	row := hookgate.Exchange{

@@ -9,7 +9,7 @@ import (
 
 	"github.com/hookgate/hookgate"
 	"github.com/hookgate/hookgate/config"
-	"github.com/hookgate/hookgate/gateway"
+	"github.com/hookgate/hookgate/providers"
 	"github.com/hookgate/hookgate/providers/body"
 	"github.com/hookgate/hookgate/providers/credential"
 )
@@ -38,8 +38,8 @@ type Provider struct {
 }
 
 var (
-	_ gateway.Provider  = (*Provider)(nil)
-	_ gateway.KeyRouted = (*Provider)(nil)
+	_ providers.Provider  = (*Provider)(nil)
+	_ providers.KeyRouted = (*Provider)(nil)
 )
 
 // New returns a Provider for c.
@@ -51,7 +51,7 @@ func New(c Config) (*Provider, error) {
 }
 
 // Constructor builds the provider of a config source.
-func Constructor(src config.Source) (gateway.Provider, error) {
+func Constructor(src config.Source) (providers.Provider, error) {
 	return New(Config{Event: src.Event})
 }
 
@@ -64,7 +64,7 @@ func (p *Provider) KeyRouted() bool { return true }
 // EntityName when it is a non-empty string, else the source's event. The
 // parameters are the query and the form fields (multipart: the non-file
 // parts). The de-duplication key is the Idempotency-Key header, if any.
-func (p *Provider) Parse(req *gateway.Request) (*gateway.Message, error) {
+func (p *Provider) Parse(req *providers.Request) (*providers.Message, error) {
 	d, err := body.Decode(req.ContentType, req.Body, body.JSON, body.Multipart, body.Form)
 	if err != nil {
 		return nil, err
@@ -79,7 +79,7 @@ func (p *Provider) Parse(req *gateway.Request) (*gateway.Message, error) {
 	if entity != "" {
 		event = entity
 	}
-	return &gateway.Message{
+	return &providers.Message{
 		Event:    event,
 		Params:   body.Params(req.Query, d.Fields),
 		JSON:     d.JSON,
@@ -90,6 +90,6 @@ func (p *Provider) Parse(req *gateway.Request) (*gateway.Message, error) {
 // Verify checks the path's key against the source's secrets, in constant
 // time. (The gateway found the source by this key already; Verify makes the
 // match constant-time and honours rotation.)
-func (p *Provider) Verify(ctx context.Context, req *gateway.Request, _ *gateway.Message, secrets gateway.Secrets) error {
+func (p *Provider) Verify(ctx context.Context, req *providers.Request, _ *providers.Message, secrets providers.Secrets) error {
 	return credential.Check(ctx, secrets, req.PathKey, hookgate.EInvalidToken, "api key")
 }

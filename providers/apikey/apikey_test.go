@@ -10,7 +10,7 @@ import (
 
 	"github.com/hookgate/hookgate"
 	"github.com/hookgate/hookgate/config"
-	"github.com/hookgate/hookgate/gateway"
+	"github.com/hookgate/hookgate/providers"
 	"github.com/hookgate/hookgate/providers/apikey"
 	"github.com/hookgate/hookgate/providers/providertest"
 )
@@ -50,7 +50,7 @@ func TestKeyRouted(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	kr, ok := p.(gateway.KeyRouted)
+	kr, ok := p.(providers.KeyRouted)
 	if !ok || !kr.KeyRouted() {
 		t.Errorf("apikey provider is not KeyRouted")
 	}
@@ -139,7 +139,7 @@ func TestVerify(t *testing.T) {
 	}
 }
 
-func fixtureRequest(a providertest.Args) *gateway.Request {
+func fixtureRequest(a providertest.Args) *providers.Request {
 	b := fmt.Sprintf(`{"EntityName":"Contact","Name":"Contact %d","padding":"%s"}`, a.Delivery, strings.Repeat("a", a.Padding))
 	r := providertest.NewRequest("conformance", "application/json", []byte(b),
 		apikey.HeaderIdempotencyKey, fmt.Sprintf("delivery-%d", a.Delivery))
@@ -151,8 +151,8 @@ func TestConformance(t *testing.T) {
 	providertest.Exercise(t, apikey.Constructor, providertest.Fixtures{
 		Source:          config.Source{Provider: "apikey"},
 		Request:         fixtureRequest,
-		StripCredential: func(r *gateway.Request) { r.PathKey = "" },
-		Malformed: func(a providertest.Args) *gateway.Request {
+		StripCredential: func(r *providers.Request) { r.PathKey = "" },
+		Malformed: func(a providertest.Args) *providers.Request {
 			r := fixtureRequest(a)
 			r.Body = []byte(`{"EntityName":"Contact",`)
 			return r

@@ -15,7 +15,7 @@ import (
 
 	"github.com/hookgate/hookgate"
 	"github.com/hookgate/hookgate/config"
-	"github.com/hookgate/hookgate/gateway"
+	"github.com/hookgate/hookgate/providers"
 	"github.com/hookgate/hookgate/providers/body"
 	"github.com/hookgate/hookgate/providers/credential"
 )
@@ -35,7 +35,7 @@ type Provider struct {
 	param string
 }
 
-var _ gateway.Provider = (*Provider)(nil)
+var _ providers.Provider = (*Provider)(nil)
 
 // New returns a Provider for c.
 func New(c Config) (*Provider, error) {
@@ -47,7 +47,7 @@ func New(c Config) (*Provider, error) {
 
 // Constructor builds the provider of a config source; auth_parameter, when
 // set, names the token field.
-func Constructor(src config.Source) (gateway.Provider, error) {
+func Constructor(src config.Source) (providers.Provider, error) {
 	return New(Config{TokenParameter: src.AuthParameter})
 }
 
@@ -56,7 +56,7 @@ func Constructor(src config.Source) (gateway.Provider, error) {
 // the parameters are the query and form fields, bracket keys kept; the
 // de-duplication key is a SHA-256 of the event, the data[...] fields and ts,
 // so that a call Bitrix24 queues twice is stored once.
-func (p *Provider) Parse(req *gateway.Request) (*gateway.Message, error) {
+func (p *Provider) Parse(req *providers.Request) (*providers.Message, error) {
 	d, err := body.Decode(req.ContentType, req.Body, body.Form)
 	if err != nil {
 		return nil, err
@@ -72,7 +72,7 @@ func (p *Provider) Parse(req *gateway.Request) (*gateway.Message, error) {
 		// end up in proxy and access logs (docs/providers.md)
 		delete(params, p.param)
 	}
-	return &gateway.Message{
+	return &providers.Message{
 		Event:    event,
 		Params:   params,
 		DedupKey: DedupKey(d.Fields),
@@ -120,7 +120,7 @@ func DedupKey(fields url.Values) string {
 // Verify checks the token form field against the source's secrets, in
 // constant time. A missing token is EInvalidToken, decided without the
 // secrets; a token in the query string only counts as missing.
-func (p *Provider) Verify(ctx context.Context, req *gateway.Request, msg *gateway.Message, secrets gateway.Secrets) error {
+func (p *Provider) Verify(ctx context.Context, req *providers.Request, msg *providers.Message, secrets providers.Secrets) error {
 	token := ""
 	if msg != nil {
 		token = msg.Params[p.param]

@@ -10,7 +10,7 @@ import (
 
 	"github.com/hookgate/hookgate"
 	"github.com/hookgate/hookgate/config"
-	"github.com/hookgate/hookgate/gateway"
+	"github.com/hookgate/hookgate/providers"
 	"github.com/hookgate/hookgate/providers/bitrix24"
 	"github.com/hookgate/hookgate/providers/providertest"
 )
@@ -200,7 +200,7 @@ func TestQueryStringToken(t *testing.T) {
 	}
 }
 
-func fixtureRequest(a providertest.Args) *gateway.Request {
+func fixtureRequest(a providertest.Args) *providers.Request {
 	v := url.Values{
 		"event":                   {"ONCRMDEALADD"},
 		"event_handler_id":        {"975"},
@@ -218,12 +218,12 @@ func TestConformance(t *testing.T) {
 	providertest.Exercise(t, bitrix24.Constructor, providertest.Fixtures{
 		Source:  config.Source{Provider: "bitrix24"},
 		Request: fixtureRequest,
-		StripCredential: func(r *gateway.Request) {
+		StripCredential: func(r *providers.Request) {
 			v, _ := url.ParseQuery(string(r.Body))
 			v.Del("auth[application_token]")
 			r.Body = []byte(v.Encode())
 		},
-		Malformed: func(a providertest.Args) *gateway.Request {
+		Malformed: func(a providertest.Args) *providers.Request {
 			r := fixtureRequest(a)
 			r.Body = append(r.Body, "&data%ZZ=1"...)
 			return r

@@ -10,7 +10,7 @@ import (
 	"crypto/subtle"
 
 	"github.com/hookgate/hookgate"
-	"github.com/hookgate/hookgate/gateway"
+	"github.com/hookgate/hookgate/providers"
 )
 
 // Check reports whether presented equals one of the source's secrets.
@@ -20,7 +20,7 @@ import (
 // store is down. An error from secrets is returned unchanged (EUnavailable).
 // Every secret is compared, each in constant time; the values are hashed
 // first so that not even their lengths leak.
-func Check(ctx context.Context, secrets gateway.Secrets, presented, code, what string) error {
+func Check(ctx context.Context, secrets providers.Secrets, presented, code, what string) error {
 	if presented == "" {
 		return hookgate.Errorf(code, "missing %s", what)
 	}

@@ -6,7 +6,7 @@ import (
 	"testing"
 
 	"github.com/hookgate/hookgate"
-	"github.com/hookgate/hookgate/gateway"
+	"github.com/hookgate/hookgate/providers"
 	"github.com/hookgate/hookgate/providers/credential"
 	"github.com/hookgate/hookgate/providers/providertest"
 )
@@ -19,7 +19,7 @@ func TestCheck(t *testing.T) {
 	}
 	tests := []struct {
 		name, presented string
-		secrets         gateway.Secrets
+		secrets         providers.Secrets
 		want            string
 	}{
 		{"match", "s3cret-value", providertest.Store("s3cret-value"), ""},

@@ -13,7 +13,7 @@ import (
 
 	"github.com/hookgate/hookgate"
 	"github.com/hookgate/hookgate/config"
-	"github.com/hookgate/hookgate/gateway"
+	"github.com/hookgate/hookgate/providers"
 	"github.com/hookgate/hookgate/providers/body"
 	"github.com/hookgate/hookgate/providers/hmac"
 )
@@ -42,7 +42,7 @@ type Provider struct {
 	verifier *hmac.Verifier
 }
 
-var _ gateway.Provider = (*Provider)(nil)
+var _ providers.Provider = (*Provider)(nil)
 
 // Scheme is GitHub's signature scheme: no timestamp, the raw body signed.
 var Scheme = hmac.Scheme{
@@ -63,11 +63,11 @@ func New(c Config) (*Provider, error) {
 }
 
 // Constructor builds the provider of a config source.
-func Constructor(src config.Source) (gateway.Provider, error) {
+func Constructor(src config.Source) (providers.Provider, error) {
 	return New(Config{Event: src.Event})
 }
 
-func read(req *gateway.Request) (hmac.Signed, error) {
+func read(req *providers.Request) (hmac.Signed, error) {
 	v := req.Header.Get(HeaderSignature)
 	if v == "" {
 		return hmac.Signed{}, errors.New("missing " + HeaderSignature)
@@ -93,7 +93,7 @@ func Sign(secret string, body []byte) string {
 // Parse reads a JSON body, or an urlencoded one whose payload field holds
 // the JSON (GitHub's two content types); other media types are 415. The
 // event is X-GitHub-Event, the de-duplication key X-GitHub-Delivery.
-func (p *Provider) Parse(req *gateway.Request) (*gateway.Message, error) {
+func (p *Provider) Parse(req *providers.Request) (*providers.Message, error) {
 	d, err := body.Decode(req.ContentType, req.Body, body.JSON, body.Form)
 	if err != nil {
 		return nil, err
@@ -113,7 +113,7 @@ func (p *Provider) Parse(req *gateway.Request) (*gateway.Message, error) {
 	if event == "" {
 		event = p.event
 	}
-	return &gateway.Message{
+	return &providers.Message{
 		Event:    event,
 		Params:   body.Params(req.Query, d.Fields),
 		JSON:     doc,
@@ -122,6 +122,6 @@ func (p *Provider) Parse(req *gateway.Request) (*gateway.Message, error) {
 }
 
 // Verify checks X-Hub-Signature-256 against the source's secrets.
-func (p *Provider) Verify(ctx context.Context, req *gateway.Request, _ *gateway.Message, secrets gateway.Secrets) error {
+func (p *Provider) Verify(ctx context.Context, req *providers.Request, _ *providers.Message, secrets providers.Secrets) error {
 	return p.verifier.Verify(ctx, req, secrets)
 }

@@ -9,7 +9,7 @@ import (
 
 	"github.com/hookgate/hookgate"
 	"github.com/hookgate/hookgate/config"
-	"github.com/hookgate/hookgate/gateway"
+	"github.com/hookgate/hookgate/providers"
 	"github.com/hookgate/hookgate/providers/github"
 	"github.com/hookgate/hookgate/providers/providertest"
 )
@@ -101,7 +101,7 @@ func TestParse(t *testing.T) {
 	}
 }
 
-func fixtureRequest(a providertest.Args) *gateway.Request {
+func fixtureRequest(a providertest.Args) *providers.Request {
 	payload := []byte(fmt.Sprintf(`{"action":"opened","number":%d,"padding":"%s"}`, a.Delivery, strings.Repeat("a", a.Padding)))
 	return providertest.NewRequest("conformance", "application/json", payload,
 		github.HeaderEvent, "pull_request",
@@ -113,10 +113,10 @@ func TestConformance(t *testing.T) {
 	providertest.Exercise(t, github.Constructor, providertest.Fixtures{
 		Source:  config.Source{Provider: "github"},
 		Request: fixtureRequest,
-		StripCredential: func(r *gateway.Request) {
+		StripCredential: func(r *providers.Request) {
 			r.Header.(providertest.Header).Del(github.HeaderSignature)
 		},
-		Malformed: func(a providertest.Args) *gateway.Request {
+		Malformed: func(a providertest.Args) *providers.Request {
 			r := fixtureRequest(a)
 			r.Body = []byte(`{"action":`)
 			r.Header.(providertest.Header).Set(github.HeaderSignature, github.Sign(a.Secret, r.Body))

@@ -19,7 +19,7 @@ import (
 	"time"
 
 	"github.com/hookgate/hookgate"
-	"github.com/hookgate/hookgate/gateway"
+	"github.com/hookgate/hookgate/providers"
 )
 
 // Signed is what a Scheme reads from a request.
@@ -39,7 +39,7 @@ type Scheme struct {
 	// the request carries no usable signature: it is answered 401 and
 	// the secrets are not read. Its text is shown to the caller, so it
 	// must not quote the request.
-	Read func(req *gateway.Request) (Signed, error)
+	Read func(req *providers.Request) (Signed, error)
 	// Key turns a secret value into the MAC key; nil means its bytes.
 	Key func(hookgate.Secret) ([]byte, error)
 	// Tolerance is how far Signed.Timestamp may be from the request's
@@ -78,7 +78,7 @@ func New(s Scheme) (*Verifier, error) {
 // is returned unchanged (EUnavailable). When no secret matched and a secret
 // could not be turned into a key, the error is EInternal: the source is
 // misconfigured, and that is not the caller's fault.
-func (v *Verifier) Verify(ctx context.Context, req *gateway.Request, secrets gateway.Secrets) error {
+func (v *Verifier) Verify(ctx context.Context, req *providers.Request, secrets providers.Secrets) error {
 	signed, err := v.s.Read(req)
 	if err != nil {
 		return hookgate.WrapError(hookgate.EInvalidSignature, "missing or malformed "+v.s.Name, err)

@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/hookgate/hookgate"
-	"github.com/hookgate/hookgate/gateway"
+	"github.com/hookgate/hookgate/providers"
 	"github.com/hookgate/hookgate/providers/hmac"
 	"github.com/hookgate/hookgate/providers/providertest"
 )
@@ -18,7 +18,7 @@ import (
 func scheme(tolerance time.Duration) hmac.Scheme {
 	return hmac.Scheme{
 		Name: "X-Sig",
-		Read: func(req *gateway.Request) (hmac.Signed, error) {
+		Read: func(req *providers.Request) (hmac.Signed, error) {
 			mac, err := hex.DecodeString(req.Header.Get("X-Sig"))
 			if err != nil || len(mac) == 0 {
 				return hmac.Signed{}, errors.New("no X-Sig")
@@ -55,7 +55,7 @@ func TestVerify(t *testing.T) {
 		name      string
 		scheme    hmac.Scheme
 		sig, time string
-		secrets   gateway.Secrets
+		secrets   providers.Secrets
 		want      string
 	}{
 		{"rfc 4231", scheme(0), rfc4231, "", providertest.Store("Jefe"), ""},

@@ -3,7 +3,7 @@
 // build its requests; the suite runs the adapter through valid, wrong-secret,
 // missing-credential, empty and malformed, unsupported-media, at-the-limit,
 // replayed, store-unavailable and rotated-secret requests, and checks the
-// error codes of gateway.Provider's contract. Fuzz does the same for
+// error codes of providers.Provider's contract. Fuzz does the same for
 // arbitrary input.
 package providertest
 
@@ -20,14 +20,14 @@ import (
 
 	"github.com/hookgate/hookgate"
 	"github.com/hookgate/hookgate/config"
-	"github.com/hookgate/hookgate/gateway"
+	"github.com/hookgate/hookgate/providers"
 )
 
 // Epoch is the clock of the suite: requests are made and verified at Epoch
 // unless a check moves one of them.
 var Epoch = time.Unix(1_767_225_600, 0).UTC() // 2026-01-01T00:00:00Z
 
-// Header is a gateway.Header over an http.Header.
+// Header is a providers.Header over an http.Header.
 type Header http.Header
 
 // Get returns the first value of name, case-insensitively.
@@ -61,7 +61,7 @@ func (h Header) Del(name string) { http.Header(h).Del(name) }
 
 // NewRequest returns a POST request for source with a body, a content
 // type, headers as name, value pairs and the suite's clock.
-func NewRequest(source, contentType string, body []byte, headers ...string) *gateway.Request {
+func NewRequest(source, contentType string, body []byte, headers ...string) *providers.Request {
 	h := Header{}
 	for i := 0; i+1 < len(headers); i += 2 {
 		h.Set(headers[i], headers[i+1])
@@ -69,7 +69,7 @@ func NewRequest(source, contentType string, body []byte, headers ...string) *gat
 	if contentType != "" {
 		h.Set("Content-Type", contentType)
 	}
-	return &gateway.Request{
+	return &providers.Request{
 		SourceID:    source,
 		Method:      http.MethodPost,
 		ContentType: contentType,
@@ -97,13 +97,13 @@ type Fixtures struct {
 	Source config.Source
 	// Request builds a valid request whose credential is made with
 	// a.Secret. Required.
-	Request func(a Args) *gateway.Request
+	Request func(a Args) *providers.Request
 	// StripCredential removes the credential from a request built by
 	// Request (and re-signs nothing). Required.
-	StripCredential func(req *gateway.Request)
+	StripCredential func(req *providers.Request)
 	// Malformed builds a request, valid but for a body the provider
 	// cannot parse (400). Required.
-	Malformed func(a Args) *gateway.Request
+	Malformed func(a Args) *providers.Request
 	// UnsupportedMedia is a content type the provider refuses (415).
 	// Empty means the provider takes any media type; the suite then
 	// checks that an application/octet-stream body is accepted.
@@ -126,7 +126,7 @@ type Fixtures struct {
 
 // Exercise runs the conformance suite on the provider that c builds for
 // f.Source.
-func Exercise(t *testing.T, c gateway.Constructor, f Fixtures) {
+func Exercise(t *testing.T, c providers.Constructor, f Fixtures) {
 	t.Helper()
 	if f.Request == nil || f.StripCredential == nil || f.Malformed == nil {
 		t.Fatal("providertest: Fixtures need Request, StripCredential and Malformed")
@@ -163,11 +163,11 @@ const (
 )
 
 type suite struct {
-	p gateway.Provider
+	p providers.Provider
 	f Fixtures
 }
 
-func (s *suite) request(a Args) *gateway.Request {
+func (s *suite) request(a Args) *providers.Request {
 	if a.Now.IsZero() {
 		a.Now = Epoch
 	}
@@ -177,7 +177,7 @@ func (s *suite) request(a Args) *gateway.Request {
 }
 
 // Store returns Secrets serving list.
-func Store(list ...string) gateway.Secrets {
+func Store(list ...string) providers.Secrets {
 	out := make([]hookgate.Secret, len(list))
 	for i, v := range list {
 		out[i] = hookgate.Secret(v)
@@ -189,12 +189,12 @@ func Store(list ...string) gateway.Secrets {
 var ErrUnavailable = hookgate.Errorf(hookgate.EUnavailable, "secret store unavailable")
 
 // Unavailable returns Secrets that fail as a store that is down does.
-func Unavailable() gateway.Secrets {
+func Unavailable() providers.Secrets {
 	return func(context.Context) ([]hookgate.Secret, error) { return nil, ErrUnavailable }
 }
 
 // forbidden returns Secrets that fail the test when called.
-func forbidden(t *testing.T) gateway.Secrets {
+func forbidden(t *testing.T) providers.Secrets {
 	return func(context.Context) ([]hookgate.Secret, error) {
 		t.Error("Verify read the secrets of a request without a credential")
 		return nil, ErrUnavailable
@@ -202,7 +202,7 @@ func forbidden(t *testing.T) gateway.Secrets {
 }
 
 // accept parses and verifies req against secrets, failing t on any error.
-func (s *suite) accept(t *testing.T, what string, req *gateway.Request, secrets gateway.Secrets) *gateway.Message {
+func (s *suite) accept(t *testing.T, what string, req *providers.Request, secrets providers.Secrets) *providers.Message {
 	t.Helper()
 	msg, err := s.p.Parse(req)
 	if err != nil {
@@ -421,7 +421,7 @@ func (s *suite) bodyNotRetained(t *testing.T) {
 // Fuzz feeds arbitrary requests to the provider that c builds for src:
 // Parse and Verify must not panic, and must answer with the codes of the
 // contract. Seeds are requests in the shape NewRequest builds.
-func Fuzz(f *testing.F, c gateway.Constructor, src config.Source, secret string, seeds ...*gateway.Request) {
+func Fuzz(f *testing.F, c providers.Constructor, src config.Source, secret string, seeds ...*providers.Request) {
 	if src.ID == "" {
 		src.ID = "fuzz"
 	}
@@ -468,7 +468,7 @@ func Fuzz(f *testing.F, c gateway.Constructor, src config.Source, secret string,
 	})
 }
 
-func headerText(h gateway.Header) string {
+func headerText(h providers.Header) string {
 	var b strings.Builder
 	h.Each(func(name, value string) {
 		if textproto.CanonicalMIMEHeaderKey(name) == "Content-Type" {

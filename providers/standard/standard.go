@@ -3,10 +3,16 @@
 // and webhook-signature ("v1,<base64>" entries separated by spaces), an
 // HMAC-SHA256 of "id.timestamp.body" keyed by a "whsec_<base64>" secret,
 // and a timestamp tolerance. It is a preset of package hmac.
+//
+// It is also the one home of the format's sending side: Sign and
+// DecodeSecret serve outbound/delivery too (a provider package may be
+// imported by outbound, never the reverse).
 package standard
 
 import (
 	"context"
+	stdhmac "crypto/hmac"
+	"crypto/sha256"
 	"encoding/base64"
 	"errors"
 	"strconv"
@@ -15,7 +21,7 @@ import (
 
 	"github.com/hookgate/hookgate"
 	"github.com/hookgate/hookgate/config"
-	"github.com/hookgate/hookgate/gateway"
+	"github.com/hookgate/hookgate/providers"
 	"github.com/hookgate/hookgate/providers/body"
 	"github.com/hookgate/hookgate/providers/hmac"
 )
@@ -53,7 +59,7 @@ type Provider struct {
 	verifier *hmac.Verifier
 }
 
-var _ gateway.Provider = (*Provider)(nil)
+var _ providers.Provider = (*Provider)(nil)
 
 // New returns a Provider for c.
 func New(c Config) (*Provider, error) {
@@ -76,7 +82,7 @@ func New(c Config) (*Provider, error) {
 // Constructor builds the provider of a config source: its event is the
 // default event name; options.tolerance (a duration) overrides the
 // tolerance.
-func Constructor(src config.Source) (gateway.Provider, error) {
+func Constructor(src config.Source) (providers.Provider, error) {
 	c := Config{Event: src.Event}
 	if s := src.Options["tolerance"]; s != "" {
 		var d config.Duration
@@ -93,17 +99,21 @@ func Scheme(tolerance time.Duration) hmac.Scheme {
 	return hmac.Scheme{
 		Name:      HeaderSignature,
 		Read:      read,
-		Key:       Key,
+		Key:       DecodeSecret,
 		Tolerance: tolerance,
 	}
 }
 
-// Key decodes a secret: "whsec_<base64>" is base64-decoded, any other value
-// is used as it is.
-func Key(s hookgate.Secret) ([]byte, error) {
+// DecodeSecret returns the HMAC key of a secret: "whsec_<base64>" is
+// base64-decoded, any other value is used as it is. An empty secret is an
+// error (the verifier never asks: it skips unset secrets).
+func DecodeSecret(s hookgate.Secret) ([]byte, error) {
 	v, ok := strings.CutPrefix(s.Reveal(), SecretPrefix)
 	if !ok {
-		return []byte(s.Reveal()), nil
+		if v == "" {
+			return nil, errors.New("standard: empty signing secret")
+		}
+		return []byte(v), nil
 	}
 	key, err := base64.StdEncoding.DecodeString(v)
 	if err != nil {
@@ -112,7 +122,17 @@ func Key(s hookgate.Secret) ([]byte, error) {
 	return key, nil
 }
 
-func read(req *gateway.Request) (hmac.Signed, error) {
+// signedContent is what the signature covers: "id.timestamp.body".
+func signedContent(id, ts string, body []byte) []byte {
+	content := make([]byte, 0, len(id)+len(ts)+len(body)+2)
+	content = append(content, id...)
+	content = append(content, '.')
+	content = append(content, ts...)
+	content = append(content, '.')
+	return append(content, body...)
+}
+
+func read(req *providers.Request) (hmac.Signed, error) {
 	id := req.Header.Get(HeaderID)
 	ts := req.Header.Get(HeaderTimestamp)
 	sigs := req.Header.Get(HeaderSignature)
@@ -135,31 +155,25 @@ func read(req *gateway.Request) (hmac.Signed, error) {
 		}
 		list = append(list, b)
 	}
-	content := make([]byte, 0, len(id)+len(ts)+len(req.Body)+2)
-	content = append(content, id...)
-	content = append(content, '.')
-	content = append(content, ts...)
-	content = append(content, '.')
-	content = append(content, req.Body...)
-	return hmac.Signed{Content: content, Signatures: list, Timestamp: t}, nil
+	return hmac.Signed{Content: signedContent(id, ts, req.Body), Signatures: list, Timestamp: t}, nil
 }
 
 // Sign returns the webhook-signature header value ("v1,<base64>") of a
-// message, as a sender computes it.
+// message sent with webhook-id id at ts, as a sender computes it: hookgate's
+// outbound deliveries and the tests of this provider.
 func Sign(secret hookgate.Secret, id string, ts time.Time, payload []byte) (string, error) {
-	v, err := hmac.New(Scheme(0))
+	key, err := DecodeSecret(secret)
 	if err != nil {
 		return "", err
 	}
-	content := []byte(id + "." + unix(ts) + ".")
-	mac, err := v.Sign(secret, append(content, payload...))
-	if err != nil {
-		return "", err
-	}
-	return "v1," + base64.StdEncoding.EncodeToString(mac), nil
+	mac := stdhmac.New(sha256.New, key)
+	mac.Write([]byte(id + "." + Timestamp(ts) + ".")) // signedContent, without copying payload
+	mac.Write(payload)
+	return "v1," + base64.StdEncoding.EncodeToString(mac.Sum(nil)), nil
 }
 
-func unix(t time.Time) string {
+// Timestamp is the webhook-timestamp header value of t: Unix seconds.
+func Timestamp(t time.Time) string {
 	return strconv.FormatInt(t.Unix(), 10)
 }
 
@@ -170,7 +184,7 @@ func unix(t time.Time) string {
 // de-duplication window must be at least as long.
 func (p *Provider) Tolerance() time.Duration { return p.verifier.Tolerance() }
 
-func (p *Provider) Parse(req *gateway.Request) (*gateway.Message, error) {
+func (p *Provider) Parse(req *providers.Request) (*providers.Message, error) {
 	d, err := body.Decode(req.ContentType, req.Body, body.JSON)
 	if err != nil {
 		return nil, err
@@ -179,7 +193,7 @@ func (p *Provider) Parse(req *gateway.Request) (*gateway.Message, error) {
 	if t, ok := body.StringField(d.JSON, "type"); ok && t != "" {
 		event = t
 	}
-	return &gateway.Message{
+	return &providers.Message{
 		Event:    event,
 		Params:   body.Params(req.Query, nil),
 		JSON:     d.JSON,
@@ -188,6 +202,6 @@ func (p *Provider) Parse(req *gateway.Request) (*gateway.Message, error) {
 }
 
 // Verify checks webhook-signature against the source's secrets.
-func (p *Provider) Verify(ctx context.Context, req *gateway.Request, _ *gateway.Message, secrets gateway.Secrets) error {
+func (p *Provider) Verify(ctx context.Context, req *providers.Request, _ *providers.Message, secrets providers.Secrets) error {
 	return p.verifier.Verify(ctx, req, secrets)
 }

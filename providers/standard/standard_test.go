@@ -10,7 +10,7 @@ import (
 
 	"github.com/hookgate/hookgate"
 	"github.com/hookgate/hookgate/config"
-	"github.com/hookgate/hookgate/gateway"
+	"github.com/hookgate/hookgate/providers"
 	"github.com/hookgate/hookgate/providers/providertest"
 	"github.com/hookgate/hookgate/providers/standard"
 )
@@ -29,7 +29,7 @@ const (
 	vectorSignature = "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="
 )
 
-func vectorRequest() *gateway.Request {
+func vectorRequest() *providers.Request {
 	req := providertest.NewRequest("std", "application/json", []byte(vectorPayload),
 		standard.HeaderID, vectorID,
 		standard.HeaderTimestamp, strconv.Itoa(vectorTimestamp),
@@ -59,14 +59,25 @@ func TestSignMatchesSpecVector(t *testing.T) {
 
 // resign signs the vector's request again with the timestamp ts, so that
 // only the timestamp can refuse it.
-func resign(ts time.Time) func(r *gateway.Request) {
-	return func(r *gateway.Request) {
-		sig, err := standard.Sign(vectorSecret, vectorID, ts, []byte(vectorPayload))
+func resign(ts time.Time) func(r *providers.Request) {
+	return func(r *providers.Request) {
+		sig, err := standard.Sign(hookgate.Secret(vectorSecret), vectorID, ts, []byte(vectorPayload))
 		if err != nil {
 			panic(err)
 		}
 		r.Header.(providertest.Header).Set(standard.HeaderTimestamp, strconv.FormatInt(ts.Unix(), 10))
 		r.Header.(providertest.Header).Set(standard.HeaderSignature, sig)
+	}
+}
+
+func TestSignRejectsBadSecrets(t *testing.T) {
+	for _, secret := range []hookgate.Secret{"whsec_not base64!", ""} {
+		if got, err := standard.Sign(secret, vectorID, time.Unix(vectorTimestamp, 0), nil); err == nil {
+			t.Errorf("Sign(secret %q) = %q, nil; want an error", secret.Reveal(), got)
+		}
+	}
+	if got, err := standard.Sign("raw-secret", vectorID, time.Unix(vectorTimestamp, 0), nil); err != nil || !strings.HasPrefix(got, "v1,") {
+		t.Errorf("Sign(raw secret) = %q, %v; want v1,<base64>", got, err)
 	}
 }
 
@@ -78,38 +89,38 @@ func TestVerifySpecVector(t *testing.T) {
 	}
 	tests := []struct {
 		name   string
-		edit   func(r *gateway.Request)
+		edit   func(r *providers.Request)
 		secret string
 		want   string
 	}{
-		{"vector", func(*gateway.Request) {}, vectorSecret, ""},
-		{"4m59s later", func(r *gateway.Request) { r.Now = r.Now.Add(4*time.Minute + 59*time.Second) }, vectorSecret, ""},
-		{"4m59s earlier", func(r *gateway.Request) { r.Now = r.Now.Add(-4*time.Minute - 59*time.Second) }, vectorSecret, ""},
-		{"among other signatures", func(r *gateway.Request) {
+		{"vector", func(*providers.Request) {}, vectorSecret, ""},
+		{"4m59s later", func(r *providers.Request) { r.Now = r.Now.Add(4*time.Minute + 59*time.Second) }, vectorSecret, ""},
+		{"4m59s earlier", func(r *providers.Request) { r.Now = r.Now.Add(-4*time.Minute - 59*time.Second) }, vectorSecret, ""},
+		{"among other signatures", func(r *providers.Request) {
 			r.Header.(providertest.Header).Set(standard.HeaderSignature, "v1a,abcd v1,bm90IGl0 "+vectorSignature)
 		}, vectorSecret, ""},
-		{"one byte changed", func(r *gateway.Request) {
+		{"one byte changed", func(r *providers.Request) {
 			r.Header.(providertest.Header).Set(standard.HeaderSignature, flip(vectorSignature))
 		}, vectorSecret, hookgate.EInvalidSignature},
-		{"body changed", func(r *gateway.Request) { r.Body = []byte(`{"test": 2432232315}`) }, vectorSecret, hookgate.EInvalidSignature},
-		{"id changed", func(r *gateway.Request) { r.Header.(providertest.Header).Set(standard.HeaderID, "msg_other") }, vectorSecret, hookgate.EInvalidSignature},
-		{"10 minutes old", func(r *gateway.Request) { r.Now = r.Now.Add(10 * time.Minute) }, vectorSecret, hookgate.EInvalidSignature},
-		{"10 minutes in the future", func(r *gateway.Request) { r.Now = r.Now.Add(-10 * time.Minute) }, vectorSecret, hookgate.EInvalidSignature},
-		{"5m01s old", func(r *gateway.Request) { r.Now = r.Now.Add(5*time.Minute + time.Second) }, vectorSecret, hookgate.EInvalidSignature},
-		{"wrong secret", func(*gateway.Request) {}, "whsec_" + strings.Repeat("A", 32), hookgate.EInvalidSignature},
-		{"secret without prefix is raw bytes", func(*gateway.Request) {}, strings.TrimPrefix(vectorSecret, "whsec_"), hookgate.EInvalidSignature},
-		{"bad base64 in secret", func(*gateway.Request) {}, "whsec_!!!", hookgate.EInternal},
-		{"no webhook-id", func(r *gateway.Request) { r.Header.(providertest.Header).Del(standard.HeaderID) }, vectorSecret, hookgate.EInvalidSignature},
-		{"no timestamp", func(r *gateway.Request) { r.Header.(providertest.Header).Del(standard.HeaderTimestamp) }, vectorSecret, hookgate.EInvalidSignature},
-		{"timestamp not a number", func(r *gateway.Request) {
+		{"body changed", func(r *providers.Request) { r.Body = []byte(`{"test": 2432232315}`) }, vectorSecret, hookgate.EInvalidSignature},
+		{"id changed", func(r *providers.Request) { r.Header.(providertest.Header).Set(standard.HeaderID, "msg_other") }, vectorSecret, hookgate.EInvalidSignature},
+		{"10 minutes old", func(r *providers.Request) { r.Now = r.Now.Add(10 * time.Minute) }, vectorSecret, hookgate.EInvalidSignature},
+		{"10 minutes in the future", func(r *providers.Request) { r.Now = r.Now.Add(-10 * time.Minute) }, vectorSecret, hookgate.EInvalidSignature},
+		{"5m01s old", func(r *providers.Request) { r.Now = r.Now.Add(5*time.Minute + time.Second) }, vectorSecret, hookgate.EInvalidSignature},
+		{"wrong secret", func(*providers.Request) {}, "whsec_" + strings.Repeat("A", 32), hookgate.EInvalidSignature},
+		{"secret without prefix is raw bytes", func(*providers.Request) {}, strings.TrimPrefix(vectorSecret, "whsec_"), hookgate.EInvalidSignature},
+		{"bad base64 in secret", func(*providers.Request) {}, "whsec_!!!", hookgate.EInternal},
+		{"no webhook-id", func(r *providers.Request) { r.Header.(providertest.Header).Del(standard.HeaderID) }, vectorSecret, hookgate.EInvalidSignature},
+		{"no timestamp", func(r *providers.Request) { r.Header.(providertest.Header).Del(standard.HeaderTimestamp) }, vectorSecret, hookgate.EInvalidSignature},
+		{"timestamp not a number", func(r *providers.Request) {
 			r.Header.(providertest.Header).Set(standard.HeaderTimestamp, "1614265330.0")
 		}, vectorSecret, hookgate.EInvalidSignature},
 		{"signed 300 years ahead", resign(time.Unix(vectorTimestamp, 0).AddDate(300, 0, 0)), vectorSecret, hookgate.EInvalidSignature},
 		{"signed 300 years ago", resign(time.Unix(vectorTimestamp, 0).AddDate(-300, 0, 0)), vectorSecret, hookgate.EInvalidSignature},
 		{"timestamp in milliseconds", resign(time.Unix(vectorTimestamp*1000, 0)), vectorSecret, hookgate.EInvalidSignature},
 		{"timestamp at the int64 limit", resign(time.Unix(1<<63-1, 0)), vectorSecret, hookgate.EInvalidSignature},
-		{"only v1a", func(r *gateway.Request) { r.Header.(providertest.Header).Set(standard.HeaderSignature, "v1a,abcd") }, vectorSecret, hookgate.EInvalidSignature},
-		{"signature not base64", func(r *gateway.Request) { r.Header.(providertest.Header).Set(standard.HeaderSignature, "v1,***") }, vectorSecret, hookgate.EInvalidSignature},
+		{"only v1a", func(r *providers.Request) { r.Header.(providertest.Header).Set(standard.HeaderSignature, "v1a,abcd") }, vectorSecret, hookgate.EInvalidSignature},
+		{"signature not base64", func(r *providers.Request) { r.Header.(providertest.Header).Set(standard.HeaderSignature, "v1,***") }, vectorSecret, hookgate.EInvalidSignature},
 	}
 	p := newProvider(t, standard.Config{})
 	for _, tc := range tests {
@@ -201,7 +212,7 @@ func TestConstructor(t *testing.T) {
 	}
 }
 
-func fixtureRequest(a providertest.Args) *gateway.Request {
+func fixtureRequest(a providertest.Args) *providers.Request {
 	id := fmt.Sprintf("msg_%d", a.Delivery)
 	payload := []byte(fmt.Sprintf(`{"type":"invoice.paid","id":"evt_%d","padding":"%s"}`, a.Delivery, strings.Repeat("a", a.Padding)))
 	sig, err := standard.Sign(hookgate.Secret(a.Secret), id, a.Now, payload)
@@ -218,10 +229,10 @@ func fixtures() providertest.Fixtures {
 	return providertest.Fixtures{
 		Source:  config.Source{Provider: "standard"},
 		Request: fixtureRequest,
-		StripCredential: func(r *gateway.Request) {
+		StripCredential: func(r *providers.Request) {
 			r.Header.(providertest.Header).Del(standard.HeaderSignature)
 		},
-		Malformed: func(a providertest.Args) *gateway.Request {
+		Malformed: func(a providertest.Args) *providers.Request {
 			r := fixtureRequest(a)
 			r.Body = []byte(`{"type":"invoice.paid",`)
 			return r

@@ -15,7 +15,7 @@ import (
 
 	"github.com/hookgate/hookgate"
 	"github.com/hookgate/hookgate/config"
-	"github.com/hookgate/hookgate/gateway"
+	"github.com/hookgate/hookgate/providers"
 	"github.com/hookgate/hookgate/providers/body"
 	"github.com/hookgate/hookgate/providers/hmac"
 )
@@ -37,7 +37,7 @@ type Provider struct {
 	verifier *hmac.Verifier
 }
 
-var _ gateway.Provider = (*Provider)(nil)
+var _ providers.Provider = (*Provider)(nil)
 
 // Scheme: the key is the whole secret ("whsec_..." included), as Stripe
 // uses it.
@@ -56,12 +56,12 @@ func New(c Config) (*Provider, error) {
 }
 
 // Constructor builds the provider of a config source.
-func Constructor(src config.Source) (gateway.Provider, error) {
+func Constructor(src config.Source) (providers.Provider, error) {
 	return New(Config{Event: src.Event})
 }
 
 // read parses "t=1492774577,v1=5257a8...,v0=6ffbb5..." and signs "t.body".
-func read(req *gateway.Request) (hmac.Signed, error) {
+func read(req *providers.Request) (hmac.Signed, error) {
 	var ts string
 	var sigs [][]byte
 	for _, kv := range strings.Split(req.Header.Get(HeaderSignature), ",") {
@@ -97,7 +97,7 @@ func Sign(secret string, t time.Time, payload []byte) string {
 // de-duplication window must be at least as long.
 func (p *Provider) Tolerance() time.Duration { return p.verifier.Tolerance() }
 
-func (p *Provider) Parse(req *gateway.Request) (*gateway.Message, error) {
+func (p *Provider) Parse(req *providers.Request) (*providers.Message, error) {
 	d, err := body.Decode(req.ContentType, req.Body, body.JSON)
 	if err != nil {
 		return nil, err
@@ -107,10 +107,10 @@ func (p *Provider) Parse(req *gateway.Request) (*gateway.Message, error) {
 		event = p.event
 	}
 	id, _ := body.StringField(d.JSON, "id")
-	return &gateway.Message{Event: event, Params: body.Params(req.Query, nil), JSON: d.JSON, DedupKey: id}, nil
+	return &providers.Message{Event: event, Params: body.Params(req.Query, nil), JSON: d.JSON, DedupKey: id}, nil
 }
 
 // Verify checks Stripe-Signature against the source's secrets.
-func (p *Provider) Verify(ctx context.Context, req *gateway.Request, _ *gateway.Message, secrets gateway.Secrets) error {
+func (p *Provider) Verify(ctx context.Context, req *providers.Request, _ *providers.Message, secrets providers.Secrets) error {
 	return p.verifier.Verify(ctx, req, secrets)
 }

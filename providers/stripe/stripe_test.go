@@ -9,7 +9,7 @@ import (
 
 	"github.com/hookgate/hookgate"
 	"github.com/hookgate/hookgate/config"
-	"github.com/hookgate/hookgate/gateway"
+	"github.com/hookgate/hookgate/providers"
 	"github.com/hookgate/hookgate/providers/providertest"
 	"github.com/hookgate/hookgate/providers/stripe"
 )
@@ -66,7 +66,7 @@ func TestVerify(t *testing.T) {
 	}
 }
 
-func fixtureRequest(a providertest.Args) *gateway.Request {
+func fixtureRequest(a providertest.Args) *providers.Request {
 	b := []byte(fmt.Sprintf(`{"id":"evt_%d","type":"invoice.paid","padding":"%s"}`, a.Delivery, strings.Repeat("a", a.Padding)))
 	return providertest.NewRequest("conformance", "application/json", b, stripe.HeaderSignature, stripe.Sign(a.Secret, a.Now, b))
 }
@@ -75,8 +75,8 @@ func TestConformance(t *testing.T) {
 	providertest.Exercise(t, stripe.Constructor, providertest.Fixtures{
 		Source:          config.Source{Provider: "stripe"},
 		Request:         fixtureRequest,
-		StripCredential: func(r *gateway.Request) { r.Header.(providertest.Header).Del(stripe.HeaderSignature) },
-		Malformed: func(a providertest.Args) *gateway.Request {
+		StripCredential: func(r *providers.Request) { r.Header.(providertest.Header).Del(stripe.HeaderSignature) },
+		Malformed: func(a providertest.Args) *providers.Request {
 			r := fixtureRequest(a)
 			r.Body = []byte(`{"id":`)
 			return r

@@ -11,7 +11,7 @@ import (
 
 	"github.com/hookgate/hookgate"
 	"github.com/hookgate/hookgate/config"
-	"github.com/hookgate/hookgate/gateway"
+	"github.com/hookgate/hookgate/providers"
 	"github.com/hookgate/hookgate/providers/body"
 	"github.com/hookgate/hookgate/providers/credential"
 )
@@ -41,7 +41,7 @@ type Provider struct {
 	event string
 }
 
-var _ gateway.Provider = (*Provider)(nil)
+var _ providers.Provider = (*Provider)(nil)
 
 // New returns a Provider for c.
 func New(c Config) (*Provider, error) {
@@ -59,7 +59,7 @@ func New(c Config) (*Provider, error) {
 
 // Constructor builds the provider of a config source: auth_parameter names
 // the token parameter, event the event name.
-func Constructor(src config.Source) (gateway.Provider, error) {
+func Constructor(src config.Source) (providers.Provider, error) {
 	p, err := New(Config{Parameter: src.AuthParameter, Event: src.Event})
 	if err != nil {
 		return nil, fmt.Errorf("auth_parameter: %w", err)
@@ -73,12 +73,12 @@ func Constructor(src config.Source) (gateway.Provider, error) {
 // kept raw. The event is the source's; the de-duplication key the
 // Idempotency-Key header, if any. The token parameter is marked for
 // redaction.
-func (p *Provider) Parse(req *gateway.Request) (*gateway.Message, error) {
+func (p *Provider) Parse(req *providers.Request) (*providers.Message, error) {
 	d, err := body.Decode(req.ContentType, req.Body, body.Other)
 	if err != nil {
 		return nil, err
 	}
-	return &gateway.Message{
+	return &providers.Message{
 		Event:    p.event,
 		Params:   body.Params(req.Query, d.Fields),
 		JSON:     d.JSON,
@@ -90,7 +90,7 @@ func (p *Provider) Parse(req *gateway.Request) (*gateway.Message, error) {
 // Verify looks the token up in the query string, then in the form body,
 // and checks it against the source's secrets in constant time. A missing
 // token is EInvalidToken, decided without the secrets.
-func (p *Provider) Verify(ctx context.Context, req *gateway.Request, msg *gateway.Message, secrets gateway.Secrets) error {
+func (p *Provider) Verify(ctx context.Context, req *providers.Request, msg *providers.Message, secrets providers.Secrets) error {
 	tok := req.Query.Get(p.param)
 	if tok == "" && msg != nil {
 		// The query has none, so a value in Params comes from the form.

@@ -11,7 +11,7 @@ import (
 
 	"github.com/hookgate/hookgate"
 	"github.com/hookgate/hookgate/config"
-	"github.com/hookgate/hookgate/gateway"
+	"github.com/hookgate/hookgate/providers"
 	"github.com/hookgate/hookgate/providers/providertest"
 	"github.com/hookgate/hookgate/providers/token"
 )
@@ -126,7 +126,7 @@ func TestConstructor(t *testing.T) {
 
 // queryRequest carries the token in the query string, formRequest in the
 // form body: the suite runs both.
-func queryRequest(a providertest.Args) *gateway.Request {
+func queryRequest(a providertest.Args) *providers.Request {
 	b := fmt.Sprintf(`{"build":%d,"padding":"%s"}`, a.Delivery, strings.Repeat("a", a.Padding))
 	r := providertest.NewRequest("conformance", "application/json", []byte(b),
 		token.HeaderIdempotencyKey, fmt.Sprintf("build-%d", a.Delivery))
@@ -134,7 +134,7 @@ func queryRequest(a providertest.Args) *gateway.Request {
 	return r
 }
 
-func formRequest(a providertest.Args) *gateway.Request {
+func formRequest(a providertest.Args) *providers.Request {
 	v := url.Values{"build": {fmt.Sprint(a.Delivery)}, "padding": {strings.Repeat("a", a.Padding)}, "secret_word": {a.Secret}}
 	return providertest.NewRequest("conformance", "application/x-www-form-urlencoded", []byte(v.Encode()))
 }
@@ -144,8 +144,8 @@ func TestConformance(t *testing.T) {
 		providertest.Exercise(t, token.Constructor, providertest.Fixtures{
 			Source:          config.Source{Provider: "token", Event: "ci.build.finished"},
 			Request:         queryRequest,
-			StripCredential: func(r *gateway.Request) { r.Query.Del("token") },
-			Malformed: func(a providertest.Args) *gateway.Request {
+			StripCredential: func(r *providers.Request) { r.Query.Del("token") },
+			Malformed: func(a providertest.Args) *providers.Request {
 				r := queryRequest(a)
 				r.Body = []byte(`{"build":`)
 				return r
@@ -159,12 +159,12 @@ func TestConformance(t *testing.T) {
 		providertest.Exercise(t, token.Constructor, providertest.Fixtures{
 			Source:  config.Source{Provider: "token", AuthParameter: "secret_word", MaxBodyBytes: 262144},
 			Request: formRequest,
-			StripCredential: func(r *gateway.Request) {
+			StripCredential: func(r *providers.Request) {
 				v, _ := url.ParseQuery(string(r.Body))
 				v.Del("secret_word")
 				r.Body = []byte(v.Encode())
 			},
-			Malformed: func(a providertest.Args) *gateway.Request {
+			Malformed: func(a providertest.Args) *providers.Request {
 				r := formRequest(a)
 				r.Body = append(r.Body, "&x=%zz"...)
 				return r

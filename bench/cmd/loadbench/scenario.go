@@ -1,15 +1,15 @@
 package main
 
 import (
-	"crypto/hmac"
-	"crypto/sha256"
-	"encoding/base64"
 	"fmt"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/valyala/fasthttp"
+
+	"github.com/hookgate/hookgate"
+	"github.com/hookgate/hookgate/providers/standard"
 )
 
 // Secrets are the bench sources' credentials. scripts/bench.sh writes the
@@ -124,16 +124,15 @@ func bitrix24Form(token string, pad int, wrong func(uint64) bool) func(*fasthttp
 // standardJSON is a Standard Webhooks delivery of a JSON payload of size
 // bytes, signed for webhook-id msg_<n> at the current second.
 func standardJSON(secret string, size int) func(*fasthttp.Request, uint64, []byte) []byte {
-	key, err := base64.StdEncoding.DecodeString(strings.TrimPrefix(secret, "whsec_"))
-	if err != nil {
-		panic("loadbench: standard secret is not whsec_<base64>")
+	if _, err := standard.DecodeSecret(hookgate.Secret(secret)); err != nil {
+		panic("loadbench: " + err.Error())
 	}
 	pad := strings.Repeat("x", size)
 	return func(req *fasthttp.Request, n uint64, b []byte) []byte {
 		id := "msg_" + strconv.FormatUint(n, 10)
-		ts := strconv.FormatInt(time.Now().Unix(), 10)
+		now := time.Now()
 		b = append(b[:0], `{"type":"invoice.paid","timestamp":"`...)
-		b = time.Now().UTC().AppendFormat(b, time.RFC3339)
+		b = now.UTC().AppendFormat(b, time.RFC3339)
 		b = append(b, `","data":{"id":"`...)
 		b = append(b, id...)
 		b = append(b, `","amount":12900,"currency":"EUR","customer":{"id":"cus_7Hq2","email":"ann@example.com"},"note":"`...)
@@ -141,15 +140,16 @@ func standardJSON(secret string, size int) func(*fasthttp.Request, uint64, []byt
 			b = append(b, pad[:rest]...)
 		}
 		b = append(b, `"}}`...)
-		mac := hmac.New(sha256.New, key)
-		mac.Write([]byte(id + "." + ts + "."))
-		mac.Write(b)
+		sig, err := standard.Sign(hookgate.Secret(secret), id, now, b)
+		if err != nil {
+			panic("loadbench: " + err.Error())
+		}
 		req.Header.SetMethod(fasthttp.MethodPost)
 		req.SetRequestURI("/webhook/std")
 		req.Header.SetContentType("application/json")
 		req.Header.Set("webhook-id", id)
-		req.Header.Set("webhook-timestamp", ts)
-		req.Header.Set("webhook-signature", "v1,"+base64.StdEncoding.EncodeToString(mac.Sum(nil)))
+		req.Header.Set("webhook-timestamp", standard.Timestamp(now))
+		req.Header.Set("webhook-signature", sig)
 		req.SetBody(b)
 		return b
 	}

@@ -1,13 +1,17 @@
-package gateway
+// Package admin is hookgate's admin API under /admin (SPEC.md, "Inbound
+// HTTP"): runtime sources, dead letters, disabled routes and Bitrix24 REST
+// calls, behind a bearer token. It mounts on the gateway's Fiber app and
+// maps the portal's errors to HTTP answers where it calls the portal, so
+// that package gateway needs no outbound client.
+package admin
 
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/url"
 	"slices"
 	"strconv"
@@ -18,13 +22,18 @@ import (
 
 	"github.com/hookgate/hookgate"
 	"github.com/hookgate/hookgate/config"
+	"github.com/hookgate/hookgate/gateway"
+	"github.com/hookgate/hookgate/jobs"
 	"github.com/hookgate/hookgate/outbound"
+	"github.com/hookgate/hookgate/providers"
+	"github.com/hookgate/hookgate/providers/credential"
+	"github.com/hookgate/hookgate/routes"
 )
 
-// Admin configures the admin API under /admin (SPEC.md, "Inbound HTTP").
-type Admin struct {
+// Config configures the admin API.
+type Config struct {
 	// Token is the secret reference of the bearer token (admin.token). It
-	// is read through Deps.Secrets on every request, so a rotation takes
+	// is read through the SecretStore on every request, so a rotation takes
 	// effect as soon as the store serves the new value (the previous one
 	// keeps working during its rotation grace).
 	Token string
@@ -39,96 +48,138 @@ type Admin struct {
 	Routes Routes
 }
 
-// Routes is what the admin API needs of the route engine.
-type Routes interface {
-	// Disabled lists the disabled routes (answered as JSON).
-	Disabled(ctx context.Context) (any, error)
-	// Enable re-enables a route; an unknown route is an error with code
-	// hookgate.ENotFound.
-	Enable(ctx context.Context, name string) error
+// SecretStore is what the admin API needs of the secret store (the
+// gateway's, so that it redacts the same values).
+type SecretStore interface {
+	Secrets(ctx context.Context, ref string) ([]hookgate.Secret, error)
+	// Redact replaces every secret value the store has served.
+	Redact(text string) string
 }
 
 // SourceStore persists the sources created at runtime. Every instance
-// watches it and applies changes with SetRuntimeSources; the instance that
-// took the admin request also applies its change at once.
+// watches it and applies changes with Gateway.SetRuntimeSources; the
+// instance that took the admin request also applies its change at once.
 type SourceStore interface {
 	Put(ctx context.Context, src config.Source) error
 	Delete(ctx context.Context, id string) error
 	List(ctx context.Context) ([]config.Source, error)
 }
 
-// DeadLetters is what the admin API needs of the durable jobs. List's
-// result is answered as JSON. Replay of an unknown id must return an error
-// with code hookgate.ENotFound (DeadLetterFuncs can map a sentinel).
+// DeadLetters is what the admin API needs of the durable jobs; a
+// *jobs.Queue is one. Replay of an unknown id returns an error matching
+// jobs.ErrNotFound.
 type DeadLetters interface {
-	List(ctx context.Context) (any, error)
+	Dead(ctx context.Context) ([]jobs.DeadJob, error)
 	Replay(ctx context.Context, id string) error
 }
 
-// DeadLetterFuncs adapts functions to DeadLetters, e.g. for a jobs.Queue:
-//
-//	gateway.DeadLetterFuncs{
-//		ListFunc:   func(ctx context.Context) (any, error) { return q.Dead(ctx) },
-//		ReplayFunc: q.Replay,
-//		NotFound:   jobs.ErrNotFound,
-//	}
-type DeadLetterFuncs struct {
-	ListFunc   func(ctx context.Context) (any, error)
-	ReplayFunc func(ctx context.Context, id string) error
-	// NotFound is the sentinel ReplayFunc wraps for an unknown id.
-	NotFound error
-}
-
-// List implements DeadLetters.
-func (f DeadLetterFuncs) List(ctx context.Context) (any, error) { return f.ListFunc(ctx) }
-
-// Replay implements DeadLetters.
-func (f DeadLetterFuncs) Replay(ctx context.Context, id string) error {
-	err := f.ReplayFunc(ctx, id)
-	if err != nil && f.NotFound != nil && errors.Is(err, f.NotFound) {
-		return hookgate.WrapError(hookgate.ENotFound, fmt.Sprintf("no dead job %q", id), err)
-	}
-	return err
+// Routes is what the admin API needs of the route engine; a
+// *routes.Engine is one.
+type Routes interface {
+	// Routes lists the configured route names.
+	Routes() []string
+	// Disabled lists the disabled routes.
+	Disabled(ctx context.Context) ([]routes.DisabledRoute, error)
+	// Enable re-enables a configured route.
+	Enable(ctx context.Context, name string) error
 }
 
 // Caller makes one Bitrix24 REST call on a configured portal. An unknown
 // portal is an error with code hookgate.ENotFound; answers of the portal
-// are *outbound.APIError values.
+// are *outbound.APIError values. Portals is the Caller over the portal
+// clients.
 type Caller interface {
 	Call(ctx context.Context, portal, method string, params map[string]any) (json.RawMessage, error)
 }
 
-// adminTimeout bounds the store, dead-letter and call operations of one
-// admin request.
-const adminTimeout = 30 * time.Second
+// Portals is a Caller over the configured portals' clients, by portal id.
+type Portals map[string]*outbound.Bitrix24
 
-func (g *Gateway) mountAdmin(app *fiber.App) {
-	a := app.Group("/admin", g.adminLog, g.adminAuth)
-	a.Get("/sources", g.adminListSources)
-	a.Put("/sources/:id", g.adminPutSource)
-	a.Delete("/sources/:id", g.adminDeleteSource)
-	a.Get("/dead", g.adminListDead)
-	a.Post("/dead/:id/replay", g.adminReplay)
-	a.Post("/call/:portal/:method", g.adminCall)
-	a.Get("/routes/disabled", g.adminDisabledRoutes)
-	a.Post("/routes/:name/enable", g.adminEnableRoute)
-	a.All("/*", func(*fiber.Ctx) error {
+// Call implements Caller.
+func (p Portals) Call(ctx context.Context, portal, method string, params map[string]any) (json.RawMessage, error) {
+	c, ok := p[portal]
+	if !ok {
+		return nil, hookgate.Errorf(hookgate.ENotFound, "unknown portal %q", portal)
+	}
+	res, err := c.Call(ctx, method, params)
+	if err != nil {
+		return nil, err
+	}
+	return res.Result, nil
+}
+
+// API is the admin API of one gateway.
+type API struct {
+	cfg      Config
+	gw       *gateway.Gateway
+	registry *providers.Registry
+	secrets  SecretStore
+	log      *slog.Logger
+}
+
+// Option configures an API.
+type Option func(*API)
+
+// WithLogger sets the logger of the per-request lines; default
+// slog.Default().
+func WithLogger(l *slog.Logger) Option {
+	return func(a *API) {
+		if l != nil {
+			a.log = l
+		}
+	}
+}
+
+// New returns the admin API of gw: registry checks the sources it is given
+// (the gateway's registry), secrets holds the token and redacts answers
+// and logs (the gateway's store).
+func New(gw *gateway.Gateway, registry *providers.Registry, secrets SecretStore, c Config, opts ...Option) (*API, error) {
+	if gw == nil || registry == nil || secrets == nil {
+		return nil, errors.New("admin: a gateway, a registry and a secret store are required")
+	}
+	if c.Token == "" || c.Sources == nil {
+		return nil, errors.New("admin: a Token reference and a Sources store are required")
+	}
+	a := &API{cfg: c, gw: gw, registry: registry, secrets: secrets, log: slog.Default()}
+	for _, o := range opts {
+		o(a)
+	}
+	return a, nil
+}
+
+// timeout bounds the store, dead-letter and call operations of one
+// admin request.
+const timeout = 30 * time.Second
+
+// Mount adds the admin routes under /admin to app (the gateway's, before
+// it serves).
+func (a *API) Mount(app *fiber.App) {
+	g := app.Group("/admin", a.logRequest, a.auth)
+	g.Get("/sources", a.listSources)
+	g.Put("/sources/:id", a.putSource)
+	g.Delete("/sources/:id", a.deleteSource)
+	g.Get("/dead", a.listDead)
+	g.Post("/dead/:id/replay", a.replay)
+	g.Post("/call/:portal/:method", a.call)
+	g.Get("/routes/disabled", a.disabledRoutes)
+	g.Post("/routes/:name/enable", a.enableRoute)
+	g.All("/*", func(*fiber.Ctx) error {
 		return hookgate.Errorf(hookgate.ENotFound, "no such admin endpoint")
 	})
 }
 
-// adminLog records every admin request: method, path, status, remote
+// logRequest records every admin request: method, path, status, remote
 // address and duration. Never the Authorization header or a body.
-func (g *Gateway) adminLog(c *fiber.Ctx) error {
+func (a *API) logRequest(c *fiber.Ctx) error {
 	start := time.Now()
 	err := c.Next()
 	if err != nil {
-		_ = writeAdminError(c, err)
+		_ = writeError(c, err)
 	}
 	status := c.Response().StatusCode()
 	attrs := []any{
 		"method", c.Method(),
-		"path", g.deps.Secrets.Redact(c.Path()),
+		"path", a.secrets.Redact(c.Path()),
 		"status", status,
 		"remote_addr", c.IP(),
 		"duration", time.Since(start),
@@ -136,18 +187,18 @@ func (g *Gateway) adminLog(c *fiber.Ctx) error {
 	if err != nil {
 		attrs = append(attrs, "code", hookgate.ErrorCode(err))
 		if status >= 500 {
-			attrs = append(attrs, "err", g.deps.Secrets.Redact(err.Error()))
+			attrs = append(attrs, "err", a.secrets.Redact(err.Error()))
 		}
 	}
-	g.log.Info("admin request", attrs...)
+	a.log.Info("admin request", attrs...)
 	return nil
 }
 
-// writeAdminError answers like writeError, with the caller-safe message of
+// writeError answers like the gateway's errors, with the caller-safe message of
 // client errors (409, 404, 400) so that an operator sees what was wrong.
-func writeAdminError(c *fiber.Ctx, err error) error {
+func writeError(c *fiber.Ctx, err error) error {
 	code := hookgate.ErrorCode(err)
-	status := Status(code)
+	status := gateway.Status(code)
 	body := fiber.Map{"error": code}
 	switch {
 	case status == fiber.StatusServiceUnavailable:
@@ -161,28 +212,20 @@ func writeAdminError(c *fiber.Ctx, err error) error {
 	return c.Status(status).JSON(body)
 }
 
-// adminAuth checks the bearer token against admin.token in constant time.
-func (g *Gateway) adminAuth(c *fiber.Ctx) error {
+// auth checks the bearer token against admin.token in constant time
+// (credential.Match, as the providers compare).
+func (a *API) auth(c *fiber.Ctx) error {
 	given, ok := bearer(c.Get(fiber.HeaderAuthorization))
 	if !ok {
 		c.Set(fiber.HeaderWWWAuthenticate, `Bearer realm="hookgate-admin"`)
 		return hookgate.Errorf(hookgate.EUnauthorized, "bearer token required")
 	}
-	vals, err := g.deps.Secrets.Secrets(c.UserContext(), g.deps.Admin.Token)
+	vals, err := a.secrets.Secrets(c.UserContext(), a.cfg.Token)
 	if err != nil {
 		// not found or store down: the gateway cannot decide
 		return hookgate.WrapError(hookgate.EUnavailable, "admin token unavailable", err)
 	}
-	sum := sha256.Sum256([]byte(given))
-	match := 0
-	for _, v := range vals {
-		if v.Reveal() == "" {
-			continue
-		}
-		want := sha256.Sum256([]byte(v.Reveal()))
-		match |= subtle.ConstantTimeCompare(sum[:], want[:])
-	}
-	if match != 1 {
+	if !credential.Match(given, vals) {
 		c.Set(fiber.HeaderWWWAuthenticate, `Bearer realm="hookgate-admin", error="invalid_token"`)
 		return hookgate.Errorf(hookgate.EUnauthorized, "wrong bearer token")
 	}
@@ -198,15 +241,15 @@ func bearer(h string) (string, bool) {
 	return tok, tok != ""
 }
 
-func adminCtx(c *fiber.Ctx) (context.Context, context.CancelFunc) {
-	return context.WithTimeout(c.UserContext(), adminTimeout)
+func opCtx(c *fiber.Ctx) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(c.UserContext(), timeout)
 }
 
 // publicSource is a source as the admin API shows it: the secret is a
 // reference (a path), and any value the store has served is redacted in
 // case one was put where a reference belongs.
-func (g *Gateway) publicSource(s SourceInfo) SourceInfo {
-	r := g.deps.Secrets.Redact
+func (a *API) publicSource(s gateway.SourceInfo) gateway.SourceInfo {
+	r := a.secrets.Redact
 	s.Secret = r(s.Secret)
 	s.Event = r(s.Event)
 	s.AuthParameter = r(s.AuthParameter)
@@ -242,21 +285,21 @@ func sentSecrets(b sourceBody) []string {
 
 // scrub removes the caller's secret-bearing values from a message, as
 // written and as %q quotes them, and the values the store has served.
-func (g *Gateway) scrub(msg string, sent []string) string {
+func (a *API) scrub(msg string, sent []string) string {
 	for _, v := range sent {
 		q := strconv.Quote(v)
 		msg = strings.ReplaceAll(msg, q, `"`+hookgate.Redacted+`"`)
 		msg = strings.ReplaceAll(msg, q[1:len(q)-1], hookgate.Redacted)
 		msg = strings.ReplaceAll(msg, v, hookgate.Redacted)
 	}
-	return g.deps.Secrets.Redact(msg)
+	return a.secrets.Redact(msg)
 }
 
-func (g *Gateway) adminListSources(c *fiber.Ctx) error {
-	list := g.Sources()
-	out := make([]SourceInfo, len(list))
+func (a *API) listSources(c *fiber.Ctx) error {
+	list := a.gw.Sources()
+	out := make([]gateway.SourceInfo, len(list))
 	for i, s := range list {
-		out[i] = g.publicSource(s)
+		out[i] = a.publicSource(s)
 	}
 	return c.JSON(fiber.Map{"sources": out})
 }
@@ -274,22 +317,20 @@ type sourceBody struct {
 	Options       map[string]string `json:"options"`
 }
 
-func (g *Gateway) isFileSource(id string) bool {
-	for _, s := range g.fileSrcs {
-		if s.ID == id {
-			return true
-		}
-	}
-	return false
+// isFileSource reports whether id is a source of the config file (those
+// are read-only here). A runtime source never shadows one.
+func (a *API) isFileSource(id string) bool {
+	_, runtime, ok := a.gw.Source(id)
+	return ok && !runtime
 }
 
 // param returns a path parameter as a string of its own (Fiber's point
 // into the connection's buffer, reused by the next request).
 func param(c *fiber.Ctx, name string) string { return strings.Clone(c.Params(name)) }
 
-func (g *Gateway) adminPutSource(c *fiber.Ctx) error {
+func (a *API) putSource(c *fiber.Ctx) error {
 	id := param(c, "id")
-	if g.isFileSource(id) {
+	if a.isFileSource(id) {
 		return hookgate.Errorf(hookgate.EConflict, "source %q is defined in the config file and is read-only", id)
 	}
 	var b sourceBody
@@ -308,28 +349,28 @@ func (g *Gateway) adminPutSource(c *fiber.Ctx) error {
 		ID: id, Provider: b.Provider, Secret: b.Secret, Event: b.Event,
 		AuthParameter: b.AuthParameter, MaxBodyBytes: b.MaxBodyBytes, Rate: b.Rate, Options: b.Options,
 	}
-	providers := map[string]bool{}
-	for _, n := range g.deps.Registry.Names() {
-		providers[n] = true
+	known := map[string]bool{}
+	for _, n := range a.registry.Names() {
+		known[n] = true
 	}
 	// no answer or message repeats a secret-bearing value the caller sent
 	sent := sentSecrets(b)
-	if ps := config.ValidateSource("source", src, providers); len(ps) > 0 {
+	if ps := config.ValidateSource("source", src, known); len(ps) > 0 {
 		msgs := make([]string, len(ps))
 		for i, p := range ps {
 			msgs[i] = p.String()
 		}
-		return hookgate.Errorf(hookgate.EBadRequest, "%s", g.scrub(strings.Join(msgs, "; "), sent))
+		return hookgate.Errorf(hookgate.EBadRequest, "%s", a.scrub(strings.Join(msgs, "; "), sent))
 	}
-	if _, err := g.deps.Registry.New(src); err != nil {
-		return hookgate.Errorf(hookgate.EBadRequest, "%s", g.scrub(err.Error(), sent))
+	if _, err := a.registry.New(src); err != nil {
+		return hookgate.Errorf(hookgate.EBadRequest, "%s", a.scrub(err.Error(), sent))
 	}
-	ctx, cancel := adminCtx(c)
+	ctx, cancel := opCtx(c)
 	defer cancel()
-	if err := g.deps.Admin.Sources.Put(ctx, src); err != nil {
+	if err := a.cfg.Sources.Put(ctx, src); err != nil {
 		return hookgate.WrapError(hookgate.EUnavailable, "cannot store the source", err)
 	}
-	err := g.updateRuntime(func(cur []config.Source) []config.Source {
+	err := a.gw.UpdateRuntimeSources(func(cur []config.Source) []config.Source {
 		out := cur[:0]
 		for _, s := range cur {
 			if s.ID != id {
@@ -339,9 +380,9 @@ func (g *Gateway) adminPutSource(c *fiber.Ctx) error {
 		return append(out, src)
 	})
 	if err != nil {
-		g.log.Warn("runtime sources", "err", g.scrub(err.Error(), sent))
+		a.log.Warn("runtime sources", "err", a.scrub(err.Error(), sent))
 	}
-	out := g.publicSource(SourceInfo{Source: src, Runtime: true})
+	out := a.publicSource(gateway.SourceInfo{Source: src, Runtime: true})
 	out.Secret = hookgate.Redacted // the caller has it; GET /admin/sources lists the reference
 	return c.JSON(out)
 }
@@ -365,18 +406,18 @@ func jsonProblem(err error) string {
 	return "malformed JSON"
 }
 
-func (g *Gateway) adminDeleteSource(c *fiber.Ctx) error {
+func (a *API) deleteSource(c *fiber.Ctx) error {
 	id := param(c, "id")
-	if g.isFileSource(id) {
+	if a.isFileSource(id) {
 		return hookgate.Errorf(hookgate.EConflict, "source %q is defined in the config file and is read-only", id)
 	}
-	ctx, cancel := adminCtx(c)
+	ctx, cancel := opCtx(c)
 	defer cancel()
-	stored, err := g.deps.Admin.Sources.List(ctx)
+	stored, err := a.cfg.Sources.List(ctx)
 	if err != nil {
 		return hookgate.WrapError(hookgate.EUnavailable, "cannot read the runtime sources", err)
 	}
-	_, local, exists := g.Source(id)
+	_, local, exists := a.gw.Source(id)
 	found := exists && local
 	for _, s := range stored {
 		found = found || s.ID == id
@@ -384,10 +425,10 @@ func (g *Gateway) adminDeleteSource(c *fiber.Ctx) error {
 	if !found {
 		return hookgate.Errorf(hookgate.ENotFound, "no runtime source %q", id)
 	}
-	if err := g.deps.Admin.Sources.Delete(ctx, id); err != nil {
+	if err := a.cfg.Sources.Delete(ctx, id); err != nil {
 		return hookgate.WrapError(hookgate.EUnavailable, "cannot delete the source", err)
 	}
-	err = g.updateRuntime(func(cur []config.Source) []config.Source {
+	err = a.gw.UpdateRuntimeSources(func(cur []config.Source) []config.Source {
 		out := cur[:0]
 		for _, s := range cur {
 			if s.ID != id {
@@ -397,18 +438,18 @@ func (g *Gateway) adminDeleteSource(c *fiber.Ctx) error {
 		return out
 	})
 	if err != nil {
-		g.log.Warn("runtime sources", "err", g.deps.Secrets.Redact(err.Error()))
+		a.log.Warn("runtime sources", "err", a.secrets.Redact(err.Error()))
 	}
 	return c.JSON(fiber.Map{"status": "deleted", "id": id})
 }
 
-func (g *Gateway) adminListDead(c *fiber.Ctx) error {
-	if g.deps.Admin.Dead == nil {
+func (a *API) listDead(c *fiber.Ctx) error {
+	if a.cfg.Dead == nil {
 		return hookgate.Errorf(hookgate.ENotFound, "dead letters are not available")
 	}
-	ctx, cancel := adminCtx(c)
+	ctx, cancel := opCtx(c)
 	defer cancel()
-	list, err := g.deps.Admin.Dead.List(ctx)
+	list, err := a.cfg.Dead.Dead(ctx)
 	if err != nil {
 		return hookgate.WrapError(hookgate.EUnavailable, "cannot list dead jobs", err)
 	}
@@ -421,11 +462,11 @@ func (g *Gateway) adminListDead(c *fiber.Ctx) error {
 	}
 	b, _ := json.Marshal(fiber.Map{"dead": json.RawMessage(items)})
 	c.Set(fiber.HeaderContentType, fiber.MIMEApplicationJSON)
-	return c.Send([]byte(g.deps.Secrets.Redact(string(b))))
+	return c.Send([]byte(a.secrets.Redact(string(b))))
 }
 
-func (g *Gateway) adminReplay(c *fiber.Ctx) error {
-	if g.deps.Admin.Dead == nil {
+func (a *API) replay(c *fiber.Ctx) error {
+	if a.cfg.Dead == nil {
 		return hookgate.Errorf(hookgate.ENotFound, "dead letters are not available")
 	}
 	// job ids may hold a "/" (route jobs: <event id>/<route>), sent as %2F
@@ -433,9 +474,12 @@ func (g *Gateway) adminReplay(c *fiber.Ctx) error {
 	if u, err := url.PathUnescape(id); err == nil {
 		id = u
 	}
-	ctx, cancel := adminCtx(c)
+	ctx, cancel := opCtx(c)
 	defer cancel()
-	if err := g.deps.Admin.Dead.Replay(ctx, id); err != nil {
+	if err := a.cfg.Dead.Replay(ctx, id); err != nil {
+		if errors.Is(err, jobs.ErrNotFound) {
+			return hookgate.WrapError(hookgate.ENotFound, fmt.Sprintf("no dead job %q", id), err)
+		}
 		if hookgate.ErrorCode(err) == hookgate.ENotFound {
 			return err
 		}
@@ -444,27 +488,30 @@ func (g *Gateway) adminReplay(c *fiber.Ctx) error {
 	return c.JSON(fiber.Map{"status": "replayed", "id": id})
 }
 
-func (g *Gateway) adminDisabledRoutes(c *fiber.Ctx) error {
-	if g.deps.Admin.Routes == nil {
+func (a *API) disabledRoutes(c *fiber.Ctx) error {
+	if a.cfg.Routes == nil {
 		return hookgate.Errorf(hookgate.ENotFound, "routes are not available")
 	}
-	ctx, cancel := adminCtx(c)
+	ctx, cancel := opCtx(c)
 	defer cancel()
-	list, err := g.deps.Admin.Routes.Disabled(ctx)
+	list, err := a.cfg.Routes.Disabled(ctx)
 	if err != nil {
 		return hookgate.WrapError(hookgate.EUnavailable, "cannot list disabled routes", err)
 	}
 	return c.JSON(fiber.Map{"disabled": list})
 }
 
-func (g *Gateway) adminEnableRoute(c *fiber.Ctx) error {
-	if g.deps.Admin.Routes == nil {
+func (a *API) enableRoute(c *fiber.Ctx) error {
+	if a.cfg.Routes == nil {
 		return hookgate.Errorf(hookgate.ENotFound, "routes are not available")
 	}
 	name := param(c, "name")
-	ctx, cancel := adminCtx(c)
+	ctx, cancel := opCtx(c)
 	defer cancel()
-	if err := g.deps.Admin.Routes.Enable(ctx, name); err != nil {
+	if !slices.Contains(a.cfg.Routes.Routes(), name) {
+		return hookgate.Errorf(hookgate.ENotFound, "unknown route %q", name)
+	}
+	if err := a.cfg.Routes.Enable(ctx, name); err != nil {
 		if hookgate.ErrorCode(err) == hookgate.ENotFound {
 			return err
 		}
@@ -473,11 +520,11 @@ func (g *Gateway) adminEnableRoute(c *fiber.Ctx) error {
 	return c.JSON(fiber.Map{"status": "enabled", "route": name})
 }
 
-// adminCall makes one REST call. The portal's answers keep the Bitrix24
+// call makes one REST call. The portal's answers keep the Bitrix24
 // envelope: {"result": ...} on success, {"error", "error_description",
 // "status"} with 502 for an error answer of the portal.
-func (g *Gateway) adminCall(c *fiber.Ctx) error {
-	if g.deps.Admin.Caller == nil {
+func (a *API) call(c *fiber.Ctx) error {
+	if a.cfg.Caller == nil {
 		return hookgate.Errorf(hookgate.ENotFound, "outbound calls are not available")
 	}
 	params := map[string]any{}
@@ -488,9 +535,9 @@ func (g *Gateway) adminCall(c *fiber.Ctx) error {
 			return hookgate.Errorf(hookgate.EBadRequest, "body: want a JSON object of params: %s", jsonProblem(err))
 		}
 	}
-	ctx, cancel := adminCtx(c)
+	ctx, cancel := opCtx(c)
 	defer cancel()
-	res, err := g.deps.Admin.Caller.Call(ctx, param(c, "portal"), param(c, "method"), params)
+	res, err := a.cfg.Caller.Call(ctx, param(c, "portal"), param(c, "method"), params)
 	var ae *outbound.APIError
 	switch {
 	case err == nil:
@@ -499,7 +546,7 @@ func (g *Gateway) adminCall(c *fiber.Ctx) error {
 		}
 		b, _ := json.Marshal(fiber.Map{"result": res})
 		c.Set(fiber.HeaderContentType, fiber.MIMEApplicationJSON)
-		return c.Send([]byte(g.deps.Secrets.Redact(string(b))))
+		return c.Send([]byte(a.secrets.Redact(string(b))))
 	case errors.As(err, &ae):
 		code := ae.Code
 		if code == "" {
@@ -507,7 +554,7 @@ func (g *Gateway) adminCall(c *fiber.Ctx) error {
 		}
 		return c.Status(fiber.StatusBadGateway).JSON(fiber.Map{
 			"error":             code,
-			"error_description": g.deps.Secrets.Redact(ae.Description),
+			"error_description": a.secrets.Redact(ae.Description),
 			"status":            ae.Status,
 		})
 	case errors.Is(err, outbound.ErrCircuitOpen):

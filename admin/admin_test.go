@@ -1,4 +1,4 @@
-package gateway_test
+package admin_test
 
 import (
 	"bytes"
@@ -9,20 +9,75 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/http/httptest"
+	"net/url"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/hookgate/hookgate"
+	"github.com/hookgate/hookgate/admin"
 	"github.com/hookgate/hookgate/config"
 	"github.com/hookgate/hookgate/events"
 	"github.com/hookgate/hookgate/gateway"
 	"github.com/hookgate/hookgate/internal/testenv"
+	"github.com/hookgate/hookgate/jobs"
 	"github.com/hookgate/hookgate/outbound"
+	"github.com/hookgate/hookgate/providers"
+	"github.com/hookgate/hookgate/providers/credential"
+	"github.com/hookgate/hookgate/routes"
 )
 
-const adminToken = "adm-t0ken-9f8e7d"
+const (
+	adminToken = "adm-t0ken-9f8e7d"
+	form       = "application/x-www-form-urlencoded"
+)
+
+// formProvider is a small provider: urlencoded bodies, the credential in
+// "token", the event in "event".
+type formProvider struct{}
+
+func (formProvider) Parse(r *providers.Request) (*providers.Message, error) {
+	v, err := url.ParseQuery(string(r.Body))
+	if err != nil || v.Get("event") == "" {
+		return nil, hookgate.Errorf(hookgate.EBadRequest, "malformed form")
+	}
+	return &providers.Message{Event: v.Get("event"), Params: map[string]string{"token": v.Get("token")}}, nil
+}
+
+func (formProvider) Verify(ctx context.Context, _ *providers.Request, m *providers.Message, secrets providers.Secrets) error {
+	return credential.Check(ctx, secrets, m.Params["token"], hookgate.EInvalidToken, "token")
+}
+
+// fakeSecrets is a secret store whose backend can be switched off.
+type fakeSecrets struct {
+	mu   sync.Mutex
+	vals map[string]string
+	down bool
+}
+
+func (f *fakeSecrets) Secrets(ctx context.Context, ref string) ([]hookgate.Secret, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.down {
+		return nil, hookgate.Errorf(hookgate.EUnavailable, "store down")
+	}
+	v, ok := f.vals[ref]
+	if !ok {
+		return nil, hookgate.Errorf(hookgate.ENotFound, "no secret")
+	}
+	return []hookgate.Secret{hookgate.Secret(v)}, nil
+}
+
+func (f *fakeSecrets) Redact(s string) string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, v := range f.vals {
+		s = strings.ReplaceAll(s, v, hookgate.Redacted)
+	}
+	return s
+}
 
 // syncBuffer is a log sink safe for the server's goroutines.
 type syncBuffer struct {
@@ -44,18 +99,35 @@ func (s *syncBuffer) String() string {
 
 // pickyProvider refuses sources without an event, like a provider whose
 // constructor validates its settings.
-func pickyProvider(src config.Source) (gateway.Provider, error) {
+func pickyProvider(src config.Source) (providers.Provider, error) {
 	if src.Event == "" {
 		return nil, errors.New("picky: event must be set")
 	}
 	return formProvider{}, nil
 }
 
-var errNoDeadJob = errors.New("test: no such dead job")
+// fakeDead is a DeadLetters over a list.
+type fakeDead struct {
+	mu   sync.Mutex
+	list []jobs.DeadJob
+}
 
-type deadJob struct {
-	ID    string `json:"id"`
-	Error string `json:"last_error"`
+func (f *fakeDead) Dead(context.Context) ([]jobs.DeadJob, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]jobs.DeadJob(nil), f.list...), nil
+}
+
+func (f *fakeDead) Replay(_ context.Context, id string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for i, d := range f.list {
+		if d.Job.ID == id {
+			f.list = append(f.list[:i], f.list[i+1:]...)
+			return nil
+		}
+	}
+	return fmt.Errorf("replay %q: %w", id, jobs.ErrNotFound)
 }
 
 type adminFixture struct {
@@ -70,7 +142,8 @@ type adminFixture struct {
 
 type adminOptions struct {
 	bus    *events.Bus // nil = a new embedded bus
-	caller gateway.Caller
+	caller admin.Caller
+	routes admin.Routes
 }
 
 func newAdminFixture(t *testing.T, o adminOptions) *adminFixture {
@@ -95,8 +168,8 @@ func newAdminFixture(t *testing.T, o adminOptions) *adminFixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	reg := gateway.NewRegistry()
-	reg.Register("form", func(config.Source) (gateway.Provider, error) { return formProvider{}, nil })
+	reg := providers.NewRegistry()
+	reg.Register("form", func(config.Source) (providers.Provider, error) { return formProvider{}, nil })
 	reg.Register("picky", pickyProvider)
 	reg.Register("echo", echoProvider)
 	sec := &fakeSecrets{vals: map[string]string{
@@ -105,47 +178,34 @@ func newAdminFixture(t *testing.T, o adminOptions) *adminFixture {
 		"admin/token": adminToken,
 	}}
 	logs := &syncBuffer{}
-	var mu sync.Mutex
-	dead := []deadJob{{ID: "job-1", Error: "http 500"}, {ID: "evt-7/deal-sync", Error: "http 404"}}
-	deadLetters := gateway.DeadLetterFuncs{
-		ListFunc: func(context.Context) (any, error) {
-			mu.Lock()
-			defer mu.Unlock()
-			return append([]deadJob(nil), dead...), nil
-		},
-		ReplayFunc: func(_ context.Context, id string) error {
-			mu.Lock()
-			defer mu.Unlock()
-			for i, d := range dead {
-				if d.ID == id {
-					dead = append(dead[:i], dead[i+1:]...)
-					return nil
-				}
-			}
-			return fmt.Errorf("replay %q: %w", id, errNoDeadJob)
-		},
-		NotFound: errNoDeadJob,
-	}
+	log := slog.New(slog.NewTextHandler(logs, nil))
+	dead := &fakeDead{list: []jobs.DeadJob{
+		{Job: jobs.Job{ID: "job-1"}, LastError: "http 500"},
+		{Job: jobs.Job{ID: "evt-7/deal-sync"}, LastError: "http 404"},
+	}}
 	scfg := config.Default().Server
 	scfg.MaxBodyBytes = 4096
 	gw, err := gateway.New(scfg, []config.Source{
 		{ID: "a", Provider: "form", Secret: "a/token"},
-	}, gateway.Deps{
-		Registry: reg, Secrets: sec, Bus: bus,
-		Logger:  slog.New(slog.NewTextHandler(logs, nil)),
-		Metrics: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "hookgate_test_total 1\n") }),
-		Admin: &gateway.Admin{
-			Token:   "admin/token",
-			Sources: store,
-			Dead:    deadLetters,
-			Caller:  o.caller,
-		},
-	})
+	}, gateway.Deps{Registry: reg, Secrets: sec, Bus: bus, Logger: log})
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := serveFiber(t, gw)
-	return &adminFixture{url: srv.URL, gw: gw, secrets: sec, log: logs, bus: bus, busURL: busURL, store: store}
+	api, err := admin.New(gw, reg, sec, admin.Config{
+		Token:   "admin/token",
+		Sources: store,
+		Dead:    dead,
+		Caller:  o.caller,
+		Routes:  o.routes,
+	}, admin.WithLogger(log))
+	if err != nil {
+		t.Fatal(err)
+	}
+	api.Mount(gw.App())
+	srv := httptest.NewUnstartedServer(http.NotFoundHandler())
+	go gw.Serve(srv.Listener)
+	t.Cleanup(func() { gw.Shutdown(context.Background()) })
+	return &adminFixture{url: "http://" + srv.Listener.Addr().String(), gw: gw, secrets: sec, log: logs, bus: bus, busURL: busURL, store: store}
 }
 
 // do sends a request with the admin token (token "" = no Authorization).
@@ -346,7 +406,7 @@ func TestAdminDeadLetters(t *testing.T) {
 	f := newAdminFixture(t, adminOptions{})
 	status, body, _ := f.do(t, "GET", "/admin/dead", adminToken, "")
 	dead, _ := body["dead"].([]any)
-	if status != 200 || len(dead) != 2 || dead[0].(map[string]any)["id"] != "job-1" {
+	if status != 200 || len(dead) != 2 || dead[0].(map[string]any)["job"].(map[string]any)["id"] != "job-1" {
 		t.Fatalf("GET /admin/dead = %d %v; want job-1 and evt-7/deal-sync", status, body)
 	}
 	tests := []struct {
@@ -447,19 +507,6 @@ func TestAdminRequestsLogged(t *testing.T) {
 	}
 }
 
-func TestMetricsMounted(t *testing.T) {
-	f := newAdminFixture(t, adminOptions{})
-	resp, err := http.Get(f.url + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != 200 || string(b) != "hookgate_test_total 1\n" {
-		t.Errorf("GET /metrics = %d %q", resp.StatusCode, b)
-	}
-}
-
 // Two gateways on one NATS: a source created through instance A is
 // accepted by instance B within 1 s, through B's watch of the KV bucket.
 func TestRuntimeSourceReachesOtherInstance(t *testing.T) {
@@ -523,5 +570,170 @@ func TestRuntimeSourceReachesOtherInstance(t *testing.T) {
 			t.Fatal("A still serves the source 1 s after the DELETE through B")
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// fakeRoutes is a Routes over a list of names and disabled routes.
+type fakeRoutes struct {
+	mu       sync.Mutex
+	names    []string
+	disabled []routes.DisabledRoute
+}
+
+func (f *fakeRoutes) Routes() []string { return f.names }
+
+func (f *fakeRoutes) Disabled(context.Context) ([]routes.DisabledRoute, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]routes.DisabledRoute(nil), f.disabled...), nil
+}
+
+func (f *fakeRoutes) Enable(_ context.Context, name string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for i, d := range f.disabled {
+		if d.Route == name {
+			f.disabled = append(f.disabled[:i], f.disabled[i+1:]...)
+		}
+	}
+	return nil
+}
+
+// The disabled routes are listed (null when there are none, as before) and
+// a configured route can be re-enabled; an unknown one is a 404.
+func TestAdminRoutes(t *testing.T) {
+	rt := &fakeRoutes{names: []string{"deal-sync", "other"}, disabled: []routes.DisabledRoute{{Route: "deal-sync", URL: "https://platform.example/hooks", Error: "http 410"}}}
+	f := newAdminFixture(t, adminOptions{routes: rt})
+	status, body, _ := f.do(t, "GET", "/admin/routes/disabled", adminToken, "")
+	list, _ := body["disabled"].([]any)
+	if status != 200 || len(list) != 1 || list[0].(map[string]any)["route"] != "deal-sync" {
+		t.Fatalf("GET /admin/routes/disabled = %d %v; want deal-sync", status, body)
+	}
+	tests := []struct {
+		name, route string
+		status      int
+		want        string
+	}{
+		{"unknown route", "nope", 404, "not_found"},
+		{"enable", "deal-sync", 200, "enabled"},
+		{"enable a route that is not disabled", "other", 200, "enabled"},
+	}
+	for _, tc := range tests {
+		status, body, _ := f.do(t, "POST", "/admin/routes/"+tc.route+"/enable", adminToken, "")
+		got := body["error"]
+		if status == 200 {
+			got = body["status"]
+		}
+		if status != tc.status || got != tc.want {
+			t.Errorf("%s: POST enable %s = %d %v; want %d %q", tc.name, tc.route, status, body, tc.status, tc.want)
+		}
+	}
+	if _, body, _ := f.do(t, "GET", "/admin/routes/disabled", adminToken, ""); body["disabled"] != nil {
+		t.Errorf("GET /admin/routes/disabled after enable = %v; want none", body)
+	}
+	// without Routes the endpoints are absent
+	g := newAdminFixture(t, adminOptions{})
+	if status, _, _ := g.do(t, "GET", "/admin/routes/disabled", adminToken, ""); status != 404 {
+		t.Errorf("GET /admin/routes/disabled without Routes = %d; want 404", status)
+	}
+}
+
+// No admin answer, whatever the failure, carries a secret value.
+func TestNoSecretInErrors(t *testing.T) {
+	const secretA = "s3cret-token-a" // the value of a/token
+	f := newAdminFixture(t, adminOptions{})
+	tests := []struct {
+		name, method, path, body, token string
+	}{
+		{"secret value as reference", "PUT", "/admin/sources/x", `{"provider":"form","secret":"/` + secretA + `"}`, adminToken},
+		{"bad token", "GET", "/admin/sources", "", secretA},
+	}
+	for _, tc := range tests {
+		req, _ := http.NewRequest(tc.method, f.url+tc.path, strings.NewReader(tc.body))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Authorization", "Bearer "+tc.token)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode < 400 {
+			t.Errorf("%s: %d %s; want an error", tc.name, resp.StatusCode, b)
+		}
+		var hdrs strings.Builder
+		resp.Header.Write(&hdrs)
+		if strings.Contains(string(b), secretA) || strings.Contains(hdrs.String(), secretA) {
+			t.Errorf("%s: answer holds the secret: %d %s", tc.name, resp.StatusCode, b)
+		}
+	}
+}
+
+func TestNewRefusesMissingParts(t *testing.T) {
+	f := newAdminFixture(t, adminOptions{})
+	reg, sec := providers.NewRegistry(), &fakeSecrets{}
+	tests := []struct {
+		name string
+		gw   *gateway.Gateway
+		reg  *providers.Registry
+		c    admin.Config
+	}{
+		{"no gateway", nil, reg, admin.Config{Token: "admin/token", Sources: f.store}},
+		{"no registry", f.gw, nil, admin.Config{Token: "admin/token", Sources: f.store}},
+		{"no token", f.gw, reg, admin.Config{Sources: f.store}},
+		{"no source store", f.gw, reg, admin.Config{Token: "admin/token"}},
+	}
+	for _, tc := range tests {
+		if _, err := admin.New(tc.gw, tc.reg, sec, tc.c); err == nil {
+			t.Errorf("New(%s) = nil error; want an error", tc.name)
+		}
+	}
+}
+
+// echoProvider refuses every source with an error that quotes its
+// settings, as a careless constructor might.
+func echoProvider(src config.Source) (providers.Provider, error) {
+	return nil, fmt.Errorf("echo: cannot use secret %q with options %q", src.Secret, src.Options)
+}
+
+// PUT /admin/sources/{id} never repeats, in its answer or its error
+// message, a value the caller sent in a secret-bearing field: secret (a
+// reference, where a value is sometimes pasted) and options whose name
+// looks sensitive. Values the store never served are not caught by its
+// redaction, so these are.
+func TestAdminDoesNotEchoSentSecrets(t *testing.T) {
+	f := newAdminFixture(t, adminOptions{})
+	const val = "Pasted-V4lue-9z"
+	tests := []struct {
+		name, id, body string
+		status         int
+		hidden         []string // must not appear in the answer
+	}{
+		{"bad secret reference", "s1", `{"provider":"form","secret":"/` + val + `#x"}`, 400, []string{val}},
+		{"bad secret reference with quotes", "s2", `{"provider":"form","secret":"/` + val + `\"q#"}`, 400, []string{val}},
+		{"value as reference, accepted", "s3", `{"provider":"form","secret":"` + val + `"}`, 200, []string{val}},
+		{"sensitive option, accepted", "s4", `{"provider":"form","secret":"rt/token","options":{"api_token":"` + val + `"}}`, 200, []string{val}},
+		{"provider quotes its settings", "s5", `{"provider":"echo","secret":"` + val + `","options":{"client_secret":"0pt-` + val + `","colour":"red"}}`, 400, []string{val, "0pt-"}},
+		{"unknown provider, bad reference", "s6", `{"provider":"nope","secret":"#` + val + `"}`, 400, []string{val}},
+	}
+	for _, tc := range tests {
+		status, body, _ := f.do(t, "PUT", "/admin/sources/"+tc.id, adminToken, tc.body)
+		j, _ := json.Marshal(body)
+		if status != tc.status {
+			t.Errorf("%s: %d %s; want %d", tc.name, status, j, tc.status)
+		}
+		for _, h := range tc.hidden {
+			if strings.Contains(string(j), h) {
+				t.Errorf("%s: answer %s repeats %q", tc.name, j, h)
+			}
+		}
+	}
+	// the listing shows references, never a sensitive option's value
+	_, listing, _ := f.do(t, "GET", "/admin/sources", adminToken, "")
+	if j, _ := json.Marshal(listing); strings.Contains(string(j), `"api_token":"`+val) {
+		t.Errorf("GET /admin/sources shows a sensitive option: %s", j)
+	}
+	if strings.Contains(f.log.String(), "0pt-"+val) {
+		t.Errorf("the log holds a sensitive option value")
 	}
 }

@@ -1,4 +1,13 @@
-package gateway
+// Package providers is the contract between the gateway and its provider
+// adapters, as database/sql/driver stands apart from database/sql: the
+// gateway uses it, each package under providers/ implements it and guards
+// it with
+//
+//	var _ providers.Provider = (*Provider)(nil)
+//
+// It imports no HTTP server and no outbound client, and neither may a
+// provider package.
+package providers
 
 import (
 	"context"
@@ -99,10 +108,10 @@ func NewRegistry() *Registry {
 // name or a nil constructor: registration is wiring, done once in main.
 func (r *Registry) Register(name string, c Constructor) {
 	if name == "" || c == nil {
-		panic("gateway: Register with empty name or nil constructor")
+		panic("providers: Register with empty name or nil constructor")
 	}
 	if _, dup := r.constructors[name]; dup {
-		panic(fmt.Sprintf("gateway: provider %q registered twice", name))
+		panic(fmt.Sprintf("providers: provider %q registered twice", name))
 	}
 	r.constructors[name] = c
 }
@@ -111,7 +120,7 @@ func (r *Registry) Register(name string, c Constructor) {
 func (r *Registry) New(src config.Source) (Provider, error) {
 	c, ok := r.constructors[src.Provider]
 	if !ok {
-		return nil, fmt.Errorf("gateway: unknown provider %q (forgotten Register line in main?)", src.Provider)
+		return nil, fmt.Errorf("providers: unknown provider %q (forgotten Register line in main?)", src.Provider)
 	}
 	p, err := c(src)
 	if err != nil {
