@@ -394,8 +394,9 @@ func (g *Gateway) row(c *fiber.Ctx, in *inbound, d time.Duration) hookgate.Excha
 	x.RequestHeaders = b.String()
 	body := in.redactedBody(g, c.Request().Body())
 	body = redactFormCredentials(body)
-	x.RequestBody = hookgate.Truncate(body, g.deps.HistoryBodyBytes)
-	x.ResponseBody = hookgate.Truncate(string(c.Response().Body()), g.deps.HistoryBodyBytes)
+	// Whole: the history writer truncates (history.max_body_bytes), once.
+	x.RequestBody = body
+	x.ResponseBody = string(c.Response().Body())
 	return x
 }
 
