@@ -1,6 +1,10 @@
 package history
 
-import "github.com/hookgate/hookgate"
+import (
+	"strings"
+
+	"github.com/hookgate/hookgate"
+)
 
 // kind is how a column is typed, in ClickHouse and in a JSONEachRow line.
 type kind uint8
@@ -87,4 +91,49 @@ func (c *column) typ(v ServerVersion) string {
 		return c.modern + " " + c.codec
 	}
 	return c.modern
+}
+
+// SelectList is the columns of hookgate.exchanges as a SELECT lists them
+// for ScanExchange: exchange_id and direction as text.
+func SelectList() string {
+	var b strings.Builder
+	for i := range columns {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		switch c := &columns[i]; {
+		case c.kind == kindDirection || c.modern == "UUID":
+			b.WriteString("toString(" + c.name + ")")
+		default:
+			b.WriteString(c.name)
+		}
+	}
+	return b.String()
+}
+
+// ScanExchange reads one row selected with SelectList into x, through
+// scan (the Scan method of clickhouse-go's rows or row).
+func ScanExchange(scan func(dest ...any) error, x *hookgate.Exchange) error {
+	var dir string
+	dest := make([]any, len(columns))
+	for i := range columns {
+		switch c := &columns[i]; c.kind {
+		case kindString:
+			dest[i] = c.str(x)
+		case kindTime:
+			dest[i] = &x.TS
+		case kindDirection:
+			dest[i] = &dir
+		case kindUint16:
+			dest[i] = c.u16(x)
+		case kindFloat32:
+			dest[i] = &x.DurationMS
+		}
+	}
+	if err := scan(dest...); err != nil {
+		return err
+	}
+	x.TS = x.TS.UTC()
+	x.Direction = hookgate.ParseDirection(dir)
+	return nil
 }
