@@ -22,11 +22,11 @@ import (
 // Both directions are written by hand, without reflection: the spool is
 // written on the request path when the queue is full and for every batch
 // while ClickHouse is down, and read back row by row when it returns
-// (docs/performance.md, "Spool codec", has the measurements that pay for
-// it). Reading falls back to encoding/json for any line not in the exact
-// layout AppendJSONEachRow writes (spools of earlier versions, ClickHouse's
-// own output, edited files); FuzzDecodeRow holds the two readers to the
-// same rows.
+// (docs/performance.md, "Hand-written code and what pays for it", has the
+// measurements that pay for it). Reading falls back to encoding/json for
+// any line not in the exact layout AppendJSONEachRow writes (spools of
+// earlier versions, ClickHouse's own output, edited files); FuzzDecodeRow
+// holds the two readers to the same rows.
 
 // TimeLayout is the text form of ts: UTC with milliseconds, what a
 // DateTime64(3) column reads in JSONEachRow. ClickHouse 18.16's DateTime
