@@ -5,6 +5,8 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"time"
+
+	"github.com/google/uuid"
 )
 
 // Event is the CloudEvents 1.0 envelope of an accepted inbound call, as
@@ -40,7 +42,7 @@ func EventID(source, dedupKey string) string {
 	copy(b[:], h[:16])
 	b[6] = b[6]&0x0f | 0x50
 	b[8] = b[8]&0x3f | 0x80
-	return formatUUID(b)
+	return uuid.UUID(b).String()
 }
 
 // InboundSubject is the bus subject of an event: hookgate.in.<source>.<event>,

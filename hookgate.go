@@ -4,9 +4,10 @@
 package hookgate
 
 import (
-	"crypto/rand"
-	"encoding/hex"
+	"strconv"
 	"time"
+
+	"github.com/google/uuid"
 )
 
 // Version is the gateway's version, set at build time with
@@ -85,32 +86,14 @@ type Recorder interface {
 }
 
 // NewUUID returns a random (version 4) UUID in its canonical text form.
-func NewUUID() string {
-	var b [16]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		panic("hookgate: crypto/rand failed: " + err.Error())
-	}
-	b[6] = b[6]&0x0f | 0x40
-	b[8] = b[8]&0x3f | 0x80
-	return formatUUID(b)
-}
+// (google/uuid; the hand-written one before it was 60 ns faster a call,
+// 0.1 % of a request's CPU: docs/performance.md.)
+func NewUUID() string { return uuid.NewString() }
 
-func formatUUID(b [16]byte) string {
-	var s [36]byte
-	hex.Encode(s[0:8], b[0:4])
-	s[8] = '-'
-	hex.Encode(s[9:13], b[4:6])
-	s[13] = '-'
-	hex.Encode(s[14:18], b[6:8])
-	s[18] = '-'
-	hex.Encode(s[19:23], b[8:10])
-	s[23] = '-'
-	hex.Encode(s[24:], b[10:])
-	return string(s[:])
-}
-
-// Truncate cuts s to at most max bytes (on a UTF-8 boundary) and marks the
-// cut with the number of bytes left out. max <= 0 means no limit.
+// Truncate keeps at most max bytes of s, cut before a UTF-8 character
+// rather than inside one, and appends a marker naming the bytes left out:
+// "…[truncated 34464 bytes]". max <= 0 means no limit. The history writer
+// applies it once to each row (history.max_body_bytes).
 func Truncate(s string, max int) string {
 	if max <= 0 || len(s) <= max {
 		return s
@@ -119,19 +102,5 @@ func Truncate(s string, max int) string {
 	for cut > 0 && cut < len(s) && s[cut]&0xC0 == 0x80 {
 		cut--
 	}
-	return s[:cut] + "…[truncated " + itoa(len(s)-cut) + " bytes]"
-}
-
-func itoa(n int) string {
-	if n == 0 {
-		return "0"
-	}
-	var b [20]byte
-	i := len(b)
-	for n > 0 {
-		i--
-		b[i] = byte('0' + n%10)
-		n /= 10
-	}
-	return string(b[i:])
+	return s[:cut] + "…[truncated " + strconv.Itoa(len(s)-cut) + " bytes]"
 }

@@ -35,9 +35,7 @@ func (c *ClickHouse) table() string {
 
 // Trace implements Source.
 func (c *ClickHouse) Trace(ctx context.Context, eventID string) ([]hookgate.Exchange, error) {
-	q := `SELECT ts, toString(exchange_id), event_id, toString(direction), source, provider, event, operation,
-	         http_method, url, status, outcome, error, attempt, duration_ms,
-	         request_headers, request_body, response_body, remote_addr
+	q := `SELECT ` + history.SelectList() + `
 	      FROM ` + c.table() + `
 	      WHERE event_id = ?
 	      ORDER BY ts, direction, operation = 'deliver', attempt`
@@ -49,14 +47,9 @@ func (c *ClickHouse) Trace(ctx context.Context, eventID string) ([]hookgate.Exch
 	var out []hookgate.Exchange
 	for rows.Next() {
 		var x hookgate.Exchange
-		var dir string
-		if err := rows.Scan(&x.TS, &x.ExchangeID, &x.EventID, &dir, &x.Source, &x.Provider, &x.Event, &x.Operation,
-			&x.HTTPMethod, &x.URL, &x.Status, &x.Outcome, &x.Error, &x.Attempt, &x.DurationMS,
-			&x.RequestHeaders, &x.RequestBody, &x.ResponseBody, &x.RemoteAddr); err != nil {
+		if err := history.ScanExchange(rows.Scan, &x); err != nil {
 			return nil, fmt.Errorf("analytics: trace %s: %w", eventID, err)
 		}
-		x.TS = x.TS.UTC()
-		x.Direction = hookgate.ParseDirection(dir)
 		out = append(out, x)
 	}
 	if err := rows.Err(); err != nil {

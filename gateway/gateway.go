@@ -60,8 +60,6 @@ type Deps struct {
 	// Degraded are checks shown by /readyz that do not fail it (secrets:
 	// cached values keep serving while the store is down).
 	Degraded map[string]Check
-	// HistoryBodyBytes truncates bodies in history rows; 0 = 64 KiB.
-	HistoryBodyBytes int
 	// PublishTimeout bounds the wait for JetStream's acknowledgement; 0 = 5 s.
 	PublishTimeout time.Duration
 	// Metrics is served at GET /metrics; nil = no /metrics route.
@@ -118,9 +116,6 @@ func New(cfg config.Server, sources []config.Source, d Deps) (*Gateway, error) {
 	}
 	if d.Now == nil {
 		d.Now = time.Now
-	}
-	if d.HistoryBodyBytes == 0 {
-		d.HistoryBodyBytes = 64 << 10
 	}
 	if d.PublishTimeout == 0 {
 		d.PublishTimeout = 5 * time.Second

@@ -452,9 +452,9 @@ func (g *Gateway) row(c *fiber.Ctx, in *inbound, d time.Duration) hookgate.Excha
 		b.WriteByte('\n')
 	}
 	x.RequestHeaders = b.String()
-	body := in.redactedBody(g, c)
-	x.RequestBody = hookgate.Truncate(body, g.deps.HistoryBodyBytes)
-	x.ResponseBody = hookgate.Truncate(string(c.Response().Body()), g.deps.HistoryBodyBytes)
+	// Whole: the history writer truncates (history.max_body_bytes), once.
+	x.RequestBody = in.redactedBody(g, c)
+	x.ResponseBody = string(c.Response().Body())
 	return x
 }
 

@@ -1,20 +1,13 @@
 package history
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
-	"strconv"
 	"time"
 
 	"github.com/hookgate/hookgate"
 )
-
-// TimeLayout is the text form of ts in NDJSON files: what a DateTime column
-// of ClickHouse 18.16 reads in JSONEachRow (no fraction), in UTC. Modern
-// servers read it into DateTime64(3) too.
-const TimeLayout = "2006-01-02 15:04:05"
 
 var errBadRow = errors.New("history: bad row")
 
@@ -88,91 +81,4 @@ func rowSize(x *hookgate.Exchange) int64 {
 	return int64(200 + len(x.EventID) + len(x.Source) + len(x.Provider) + len(x.Event) +
 		len(x.Operation) + len(x.HTTPMethod) + len(x.URL) + len(x.Outcome) + len(x.Error) +
 		len(x.RequestHeaders) + len(x.RequestBody) + len(x.ResponseBody) + len(x.RemoteAddr))
-}
-
-// jsonRow is one row of an NDJSON history file: the table's columns by name,
-// each in the form ClickHouse's JSONEachRow reads (ts as UTC text, direction
-// as the Enum8 name).
-type jsonRow struct {
-	TS             string  `json:"ts"`
-	ExchangeID     string  `json:"exchange_id"`
-	EventID        string  `json:"event_id"`
-	Direction      string  `json:"direction"`
-	Source         string  `json:"source"`
-	Provider       string  `json:"provider"`
-	Event          string  `json:"event"`
-	Operation      string  `json:"operation"`
-	HTTPMethod     string  `json:"http_method"`
-	URL            string  `json:"url"`
-	Status         uint16  `json:"status"`
-	Outcome        string  `json:"outcome"`
-	Error          string  `json:"error"`
-	Attempt        uint16  `json:"attempt"`
-	DurationMS     float32 `json:"duration_ms"`
-	RequestHeaders string  `json:"request_headers"`
-	RequestBody    string  `json:"request_body"`
-	ResponseBody   string  `json:"response_body"`
-	RemoteAddr     string  `json:"remote_addr"`
-}
-
-// ParseJSONEachRow reads one line of an NDJSON history file (the inverse of
-// AppendJSONEachRow). It also reads ts with a fraction or in RFC 3339 and
-// direction as the Enum8 number, as ClickHouse's own JSONEachRow output
-// may have them.
-func ParseJSONEachRow(line []byte) (hookgate.Exchange, error) {
-	var r struct {
-		jsonRow
-		Direction json.RawMessage `json:"direction"`
-	}
-	if err := json.Unmarshal(line, &r); err != nil {
-		return hookgate.Exchange{}, err
-	}
-	var ts time.Time
-	var err error
-	for _, layout := range []string{TimeLayout, "2006-01-02 15:04:05.999999999", time.RFC3339Nano} {
-		if ts, err = time.ParseInLocation(layout, r.TS, time.UTC); err == nil {
-			break
-		}
-	}
-	if err != nil {
-		return hookgate.Exchange{}, fmt.Errorf("unreadable ts %q", r.TS)
-	}
-	var dir string
-	if json.Unmarshal(r.Direction, &dir) != nil {
-		var n int
-		if json.Unmarshal(r.Direction, &n) != nil {
-			return hookgate.Exchange{}, fmt.Errorf("unreadable direction %s", r.Direction)
-		}
-		dir = strconv.Itoa(n)
-	}
-	d := hookgate.ParseDirection(dir)
-	if d == 0 {
-		return hookgate.Exchange{}, fmt.Errorf("unknown direction %s", r.Direction)
-	}
-	return hookgate.Exchange{
-		TS: ts.UTC(), ExchangeID: r.ExchangeID, EventID: r.EventID, Direction: d, Source: r.Source,
-		Provider: r.Provider, Event: r.Event, Operation: r.Operation, HTTPMethod: r.HTTPMethod, URL: r.URL,
-		Status: r.Status, Outcome: r.Outcome, Error: r.Error, Attempt: r.Attempt, DurationMS: r.DurationMS,
-		RequestHeaders: r.RequestHeaders, RequestBody: r.RequestBody, ResponseBody: r.ResponseBody,
-		RemoteAddr: r.RemoteAddr,
-	}, nil
-}
-
-// AppendJSONEachRow appends x as one JSONEachRow line (with its newline) of
-// hookgate.exchanges to b.
-func AppendJSONEachRow(b []byte, x *hookgate.Exchange) ([]byte, error) {
-	r := jsonRow{
-		TS: x.TS.UTC().Format(TimeLayout), ExchangeID: x.ExchangeID, EventID: x.EventID,
-		Direction: x.Direction.String(), Source: x.Source, Provider: x.Provider, Event: x.Event,
-		Operation: x.Operation, HTTPMethod: x.HTTPMethod, URL: x.URL, Status: x.Status,
-		Outcome: x.Outcome, Error: x.Error, Attempt: x.Attempt, DurationMS: x.DurationMS,
-		RequestHeaders: x.RequestHeaders, RequestBody: x.RequestBody, ResponseBody: x.ResponseBody,
-		RemoteAddr: x.RemoteAddr,
-	}
-	j, err := json.Marshal(&r)
-	if err != nil {
-		return b, err
-	}
-	b = append(b, j...)
-	return append(b, '\n'), nil
 }

@@ -17,14 +17,6 @@ const Table = "exchanges"
 // MigrationsTable records the schema migrations applied to a database.
 const MigrationsTable = "schema_migrations"
 
-// Columns are the columns of hookgate.exchanges, in table order (SPEC.md,
-// "History"). Inserts name them explicitly: ClickHouse 18.16 needs it.
-var Columns = []string{
-	"ts", "exchange_id", "event_id", "direction", "source", "provider", "event",
-	"operation", "http_method", "url", "status", "outcome", "error", "attempt",
-	"duration_ms", "request_headers", "request_body", "response_body", "remote_addr",
-}
-
 // ServerVersion is a ClickHouse server version as version() reports it.
 type ServerVersion struct {
 	Major, Minor int
@@ -62,49 +54,20 @@ var migrations = []migration{
 	{version: 1, name: "create exchanges", ddl: createExchanges},
 }
 
-// createExchanges is migration 1: the table of SPEC.md. On a modern server
+// createExchanges is migration 1: the table of SPEC.md (columns). On a modern server
 // it uses DateTime64(3), LowCardinality, codecs and a TTL; on an old one
 // (18.16) DateTime, String, no codecs and no TTL. Both keep the time zone
 // fixed at UTC so that the text form of ts ("YYYY-MM-DD hh:mm:ss") means the
 // same whatever the server's own time zone is.
 func createExchanges(v ServerVersion, database string, retention time.Duration) []string {
-	type col struct{ name, modern, legacy, codec string }
-	cols := []col{
-		{"ts", "DateTime64(3, 'UTC')", "DateTime('UTC')", "CODEC(Delta, ZSTD(1))"},
-		{"exchange_id", "UUID", "UUID", ""},
-		{"event_id", "String", "String", "CODEC(ZSTD(1))"},
-		{"direction", "Enum8('inbound' = 1, 'outbound' = 2)", "Enum8('inbound' = 1, 'outbound' = 2)", ""},
-		{"source", "LowCardinality(String)", "String", ""},
-		{"provider", "LowCardinality(String)", "String", ""},
-		{"event", "LowCardinality(String)", "String", ""},
-		{"operation", "LowCardinality(String)", "String", ""},
-		{"http_method", "String", "String", ""},
-		{"url", "String", "String", "CODEC(ZSTD(1))"},
-		{"status", "UInt16", "UInt16", ""},
-		{"outcome", "LowCardinality(String)", "String", ""},
-		{"error", "String", "String", ""},
-		{"attempt", "UInt16", "UInt16", ""},
-		{"duration_ms", "Float32", "Float32", ""},
-		{"request_headers", "String", "String", "CODEC(ZSTD(3))"},
-		{"request_body", "String", "String", "CODEC(ZSTD(3))"},
-		{"response_body", "String", "String", "CODEC(ZSTD(3))"},
-		{"remote_addr", "String", "String", ""},
-	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "CREATE TABLE IF NOT EXISTS %s.%s\n(\n", quoteIdent(database), Table)
-	for i, c := range cols {
-		typ := c.legacy
-		if v.Modern() {
-			typ = c.modern
-			if c.codec != "" {
-				typ += " " + c.codec
-			}
-		}
+	for i := range columns {
 		sep := ","
-		if i == len(cols)-1 {
+		if i == len(columns)-1 {
 			sep = ""
 		}
-		fmt.Fprintf(&b, "    %s %s%s\n", c.name, typ, sep)
+		fmt.Fprintf(&b, "    %s %s%s\n", columns[i].name, columns[i].typ(v), sep)
 	}
 	b.WriteString(")\nENGINE = MergeTree\nPARTITION BY toYYYYMM(ts)\nORDER BY (direction, source, ts)")
 	if v.Modern() && retention > 0 {

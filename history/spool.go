@@ -3,18 +3,15 @@ package history
 import (
 	"bufio"
 	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"math"
 	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
-	"time"
 
 	"github.com/hookgate/hookgate"
 )
@@ -34,9 +31,10 @@ var ErrSpoolFull = errors.New("history: spool full")
 //	seg-<seq>.tmp           a segment being written (write, fsync, rename)
 //	rejected/               segments ClickHouse refused as data errors
 //
-// One line per row: the JSON of hookgate.Exchange. seq orders the segments;
-// replay goes oldest first and deletes a segment only after its insert
-// succeeded.
+// One JSONEachRow line per row (codec.go), as in the NDJSON files; the
+// lines of earlier versions (the JSON of hookgate.Exchange) still read. seq
+// orders the segments; replay goes oldest first and deletes a segment only
+// after its insert succeeded.
 const (
 	segPrefix   = "seg-"
 	segSuffix   = ".ndjson"
@@ -165,90 +163,6 @@ func (s *spool) sealedPending() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return len(s.segs) > 0
-}
-
-// encodeRows writes rows one JSON object a line, the bytes a json.Encoder
-// with SetEscapeHTML(false) writes (FuzzEncodeRows holds it to that),
-// without reflection: the spool is written on the request path when the
-// queue is full, and for every batch while ClickHouse is down.
-func encodeRows(rows []hookgate.Exchange) ([]byte, error) {
-	n := 0
-	for i := range rows {
-		n += 400 + int(rowSize(&rows[i]))*11/10
-	}
-	b := make([]byte, 0, n)
-	for i := range rows {
-		var err error
-		if b, err = appendRow(b, &rows[i]); err != nil {
-			return nil, err
-		}
-	}
-	return b, nil
-}
-
-// appendRow appends x and a newline. A row the fast path cannot write as
-// encoding/json would (a time outside years 0–9999 or with an odd zone, a
-// duration that is NaN or infinite) goes through encoding/json, errors
-// and all.
-func appendRow(b []byte, x *hookgate.Exchange) ([]byte, error) {
-	_, off := x.TS.Zone()
-	d := float64(x.DurationMS)
-	if y := x.TS.Year(); y < 0 || y > 9999 || off <= -24*3600 || off >= 24*3600 || off%60 != 0 ||
-		math.IsNaN(d) || math.IsInf(d, 0) {
-		var buf bytes.Buffer
-		enc := json.NewEncoder(&buf)
-		enc.SetEscapeHTML(false)
-		if err := enc.Encode(x); err != nil {
-			return b, err
-		}
-		return append(b, buf.Bytes()...), nil
-	}
-	str := func(b []byte, name, v string) []byte {
-		b = append(b, name...)
-		return hookgate.AppendJSONString(b, v, false)
-	}
-	b = append(b, `{"ts":"`...)
-	b = x.TS.AppendFormat(b, time.RFC3339Nano)
-	b = append(b, '"')
-	b = str(b, `,"exchange_id":`, x.ExchangeID)
-	b = str(b, `,"event_id":`, x.EventID)
-	b = append(b, `,"direction":`...)
-	b = strconv.AppendUint(b, uint64(x.Direction), 10)
-	b = str(b, `,"source":`, x.Source)
-	b = str(b, `,"provider":`, x.Provider)
-	b = str(b, `,"event":`, x.Event)
-	b = str(b, `,"operation":`, x.Operation)
-	b = str(b, `,"http_method":`, x.HTTPMethod)
-	b = str(b, `,"url":`, x.URL)
-	b = append(b, `,"status":`...)
-	b = strconv.AppendUint(b, uint64(x.Status), 10)
-	b = str(b, `,"outcome":`, x.Outcome)
-	b = str(b, `,"error":`, x.Error)
-	b = append(b, `,"attempt":`...)
-	b = strconv.AppendUint(b, uint64(x.Attempt), 10)
-	b = append(b, `,"duration_ms":`...)
-	b = appendFloat32(b, x.DurationMS)
-	b = str(b, `,"request_headers":`, x.RequestHeaders)
-	b = str(b, `,"request_body":`, x.RequestBody)
-	b = str(b, `,"response_body":`, x.ResponseBody)
-	b = str(b, `,"remote_addr":`, x.RemoteAddr)
-	return append(b, "}\n"...), nil
-}
-
-// appendFloat32 writes f as encoding/json writes a float32 (finite f).
-func appendFloat32(b []byte, f float32) []byte {
-	format := byte('f')
-	if abs := math.Abs(float64(f)); abs != 0 && (float32(abs) < 1e-6 || float32(abs) >= 1e21) {
-		format = 'e'
-	}
-	b = strconv.AppendFloat(b, float64(f), format, -1, 32)
-	if format == 'e' { // e-09 to e-9, as encoding/json does
-		if n := len(b); n >= 4 && b[n-4] == 'e' && b[n-3] == '-' && b[n-2] == '0' {
-			b[n-2] = b[n-1]
-			b = b[:n-1]
-		}
-	}
-	return b
 }
 
 // write stores rows as a new sealed segment (tmp file, fsync, rename,

@@ -597,6 +597,7 @@ func (w *Writer) insert(ctx context.Context, rows []hookgate.Exchange) error {
 		return fmt.Errorf("history: prepare insert: %w", err)
 	}
 	var block int64
+	vals := make([]any, len(columns))
 	for i := range rows {
 		x := &rows[i]
 		// One INSERT, sent as blocks of about blockBytes: the client's
@@ -612,9 +613,10 @@ func (w *Writer) insert(ctx context.Context, rows []hookgate.Exchange) error {
 			block = 0
 		}
 		block += rowSize(x)
-		if err := b.Append(x.TS, x.ExchangeID, x.EventID, x.Direction.String(), x.Source, x.Provider,
-			x.Event, x.Operation, x.HTTPMethod, x.URL, x.Status, x.Outcome, x.Error, x.Attempt,
-			x.DurationMS, x.RequestHeaders, x.RequestBody, x.ResponseBody, x.RemoteAddr); err != nil {
+		for j := range columns {
+			vals[j] = columns[j].value(x)
+		}
+		if err := b.Append(vals...); err != nil {
 			b.Abort()
 			return fmt.Errorf("history: append row %s: %w", x.ExchangeID, err)
 		}

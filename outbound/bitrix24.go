@@ -38,7 +38,6 @@ const (
 	DefaultMaxRetryWait   = time.Minute      // longer waits are left to durable jobs
 	DefaultRateGuard      = 500 * time.Millisecond
 	DefaultOperatingLimit = 480 * time.Second // per method per 10 minutes
-	DefaultMaxBodyBytes   = 16 << 10          // of each body kept in history
 	DefaultBreakerTrip    = 5                 // consecutive transient failures
 	DefaultBreakerOpen    = 30 * time.Second
 )
@@ -112,7 +111,6 @@ type options struct {
 	maxRetryWait   time.Duration
 	rateGuard      time.Duration
 	operatingLimit time.Duration
-	maxBodyBytes   int
 	breakerTrip    uint32
 	breakerOpen    time.Duration
 }
@@ -159,9 +157,6 @@ func WithRateGuard(d time.Duration) Option { return func(o *options) { o.rateGua
 // 480 s per 10 min): when an answer's time.operating reaches 95 % of it,
 // further calls to that method wait for time.operating_reset_at.
 func WithOperatingLimit(d time.Duration) Option { return func(o *options) { o.operatingLimit = d } }
-
-// WithMaxBodyBytes caps the request and response bodies kept in history.
-func WithMaxBodyBytes(n int) Option { return func(o *options) { o.maxBodyBytes = n } }
 
 // WithBreaker sets the breaker: it opens after trip consecutive transient
 // failures and stays open for openFor before letting one probe through.
@@ -213,7 +208,6 @@ func NewBitrix24(p config.Portal, secret SecretFunc, opts ...Option) (*Bitrix24,
 		maxRetryWait:   DefaultMaxRetryWait,
 		rateGuard:      DefaultRateGuard,
 		operatingLimit: DefaultOperatingLimit,
-		maxBodyBytes:   DefaultMaxBodyBytes,
 		breakerTrip:    DefaultBreakerTrip,
 		breakerOpen:    DefaultBreakerOpen,
 	}
@@ -528,7 +522,7 @@ func (b *Bitrix24) attempt(ctx context.Context, method, body string) (a attemptR
 		return fail(&secretError{err: err})
 	}
 	red := b.redactorFor(secret.Reveal())
-	a.row.RequestBody = truncate(red.Redact(body), b.opts.maxBodyBytes)
+	a.row.RequestBody = red.Redact(body) // whole: the history writer truncates, once
 
 	if err := b.waitHold(ctx, method); err != nil {
 		return fail(err)
@@ -563,7 +557,7 @@ func (b *Bitrix24) attempt(ctx context.Context, method, body string) (a attemptR
 	a.row.TS = start.UTC()
 	a.row.DurationMS = float32(time.Since(realStart).Seconds() * 1000)
 	a.row.Status = uint16(status)
-	a.row.ResponseBody = truncate(red.Redact(string(respBody)), b.opts.maxBodyBytes)
+	a.row.ResponseBody = red.Redact(string(respBody))
 	if errors.Is(err, gobreaker.ErrOpenState) || errors.Is(err, gobreaker.ErrTooManyRequests) {
 		err = ErrCircuitOpen
 	}
@@ -617,13 +611,6 @@ func stripURL(err error, red *hookgate.Redactor) error {
 		return errors.New(red.Redact(err.Error()))
 	}
 	return err
-}
-
-func truncate(s string, n int) string {
-	if n > 0 && len(s) > n {
-		return s[:n]
-	}
-	return s
 }
 
 // parse reads an answer: an error is the presence of "error", or an error

@@ -170,8 +170,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, redact red
 		},
 		// Vault down does not take the gateway out of rotation: cached
 		// secrets keep serving; /readyz shows it as degraded.
-		Degraded:         map[string]gateway.Check{"secrets": secrets.Check},
-		HistoryBodyBytes: cfg.History.MaxBodyBytes,
+		Degraded: map[string]gateway.Check{"secrets": secrets.Check},
 	})
 	if err != nil {
 		return err

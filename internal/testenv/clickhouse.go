@@ -78,9 +78,14 @@ func ClickHouseConn(t testing.TB, addr string) driver.Conn {
 
 // ClickHouseHTTPQuery runs query on the HTTP interface at httpAddr with body
 // as its data (e.g. rows for INSERT ... FORMAT JSONEachRow) and returns the
-// answer.
-func ClickHouseHTTPQuery(httpAddr, query string, body []byte) (string, error) {
+// answer. settings are name=value pairs of ClickHouse settings for the
+// query (date_time_input_format=best_effort).
+func ClickHouseHTTPQuery(httpAddr, query string, body []byte, settings ...string) (string, error) {
 	u := "http://" + httpAddr + "/?query=" + url.QueryEscape(query)
+	for _, s := range settings {
+		name, value, _ := strings.Cut(s, "=")
+		u += "&" + url.QueryEscape(name) + "=" + url.QueryEscape(value)
+	}
 	var resp *http.Response
 	var err error
 	if body == nil {

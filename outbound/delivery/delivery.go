@@ -35,9 +35,8 @@ import (
 
 // Defaults of a Client.
 const (
-	DefaultTimeout      = 30 * time.Second
-	DefaultMaxBodyBytes = 16 << 10 // of each body kept in history
-	maxResponseBytes    = 1 << 20  // read from an answer
+	DefaultTimeout   = 30 * time.Second
+	maxResponseBytes = 1 << 20 // read from an answer
 )
 
 // Standard Webhooks header names (those of package standard, which signs).
@@ -138,9 +137,6 @@ func WithLogger(l *slog.Logger) Option { return func(c *Client) { c.log = l } }
 // WithHTTPClient sets the underlying *http.Client.
 func WithHTTPClient(hc *http.Client) Option { return func(c *Client) { c.hc = hc } }
 
-// WithMaxBodyBytes caps the request and response bodies kept in history.
-func WithMaxBodyBytes(n int) Option { return func(c *Client) { c.maxBody = n } }
-
 // Client delivers signed events. It is safe for concurrent use.
 type Client struct {
 	http    *resty.Client
@@ -148,13 +144,12 @@ type Client struct {
 	rec     hookgate.Recorder
 	now     func() time.Time
 	timeout time.Duration
-	maxBody int
 	log     *slog.Logger
 }
 
 // New returns a Client.
 func New(opts ...Option) *Client {
-	c := &Client{now: time.Now, timeout: DefaultTimeout, maxBody: DefaultMaxBodyBytes, log: slog.New(slog.DiscardHandler)}
+	c := &Client{now: time.Now, timeout: DefaultTimeout, log: slog.New(slog.DiscardHandler)}
 	for _, o := range opts {
 		o(c)
 	}
@@ -209,7 +204,7 @@ func (c *Client) Deliver(ctx context.Context, rawURL string, secret hookgate.Sec
 		HTTPMethod:  http.MethodPost,
 		URL:         redactURL(rawURL),
 		Attempt:     uint16(min(meta.Attempt, 65535)),
-		RequestBody: hookgate.Truncate(string(body), c.maxBody),
+		RequestBody: string(body), // whole: the history writer truncates, once
 	}
 	row.RequestHeaders = headerJSON(headers)
 
@@ -235,7 +230,7 @@ func (c *Client) Deliver(ctx context.Context, rawURL string, secret hookgate.Sec
 	took := time.Since(t0)
 	row.DurationMS = float32(took.Seconds() * 1000)
 	row.Status = uint16(status)
-	row.ResponseBody = hookgate.Truncate(string(respBody), c.maxBody)
+	row.ResponseBody = string(respBody)
 
 	var out error
 	switch {

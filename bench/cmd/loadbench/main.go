@@ -4,6 +4,7 @@
 //	loadbench run    -url http://127.0.0.1:PORT -scenario bitrix24 -pid PID -label hookgate -out results.jsonl
 //	loadbench verify -results results.jsonl -label hookgate -nats nats://... -clickhouse 127.0.0.1:9000
 //	loadbench report -results results.jsonl [-md]
+//	loadbench burst  -url http://127.0.0.1:PORT/webhook/ci?token=T -pid PID (large bodies, RSS after)
 //
 // run drives one server with a fixed number of keep-alive connections, each
 // a closed loop (a new request as soon as the answer is in), for a warm-up
@@ -42,7 +43,7 @@ type exitError int
 
 func (e exitError) Error() string { return fmt.Sprintf("exit status %d", int(e)) }
 
-const usage = `usage: loadbench run|verify|report|scenarios [flags]  (-h for flags)
+const usage = `usage: loadbench run|verify|report|burst|scenarios [flags]  (-h for flags)
 `
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -57,6 +58,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return cmdVerify(ctx, args[1:], stdout, stderr)
 	case "report":
 		return cmdReport(args[1:], stdout, stderr)
+	case "burst":
+		return cmdBurst(ctx, args[1:], stdout, stderr)
 	case "scenarios":
 		sc := scenarios(DefaultSecrets)
 		names := make([]string, 0, len(sc))
