@@ -32,11 +32,17 @@ type Server struct {
 	MaxHeaderBytes int    `yaml:"max_header_bytes"`
 	// MaxFormFields bounds the fields of a urlencoded or multipart body:
 	// one with more is refused (413) before it is parsed.
-	MaxFormFields   int      `yaml:"max_form_fields"`
-	ReadTimeout     Duration `yaml:"read_timeout"`
-	WriteTimeout    Duration `yaml:"write_timeout"`
-	IdleTimeout     Duration `yaml:"idle_timeout"`
-	ShutdownTimeout Duration `yaml:"shutdown_timeout"`
+	MaxFormFields int `yaml:"max_form_fields"`
+	// MaxInflightBytes bounds the bytes of large bodies (over 64 KiB)
+	// being parsed, redacted and stored at once; a request over the budget
+	// waits for room (up to the publish timeout), then answers 503 with
+	// Retry-After. Each such body costs about five times its size while it
+	// is worked on (docs/performance.md, "Memory under large bodies").
+	MaxInflightBytes int64    `yaml:"max_inflight_bytes"`
+	ReadTimeout      Duration `yaml:"read_timeout"`
+	WriteTimeout     Duration `yaml:"write_timeout"`
+	IdleTimeout      Duration `yaml:"idle_timeout"`
+	ShutdownTimeout  Duration `yaml:"shutdown_timeout"`
 	// DrainDelay is how long /readyz answers 503 before the listener
 	// closes on shutdown, for load balancers to notice (default 0).
 	DrainDelay     Duration `yaml:"drain_delay"`

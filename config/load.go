@@ -26,14 +26,15 @@ const EnvPrefix = "HOOKGATE_"
 func Default() *Config {
 	return &Config{
 		Server: Server{
-			Listen:          "127.0.0.1:8080",
-			MaxBodyBytes:    1 << 20,
-			MaxHeaderBytes:  16 << 10,
-			MaxFormFields:   1000,
-			ReadTimeout:     Duration(10 * time.Second),
-			WriteTimeout:    Duration(10 * time.Second),
-			IdleTimeout:     Duration(60 * time.Second),
-			ShutdownTimeout: Duration(15 * time.Second),
+			Listen:           "127.0.0.1:8080",
+			MaxBodyBytes:     1 << 20,
+			MaxHeaderBytes:   16 << 10,
+			MaxFormFields:    1000,
+			MaxInflightBytes: 16 << 20,
+			ReadTimeout:      Duration(10 * time.Second),
+			WriteTimeout:     Duration(10 * time.Second),
+			IdleTimeout:      Duration(60 * time.Second),
+			ShutdownTimeout:  Duration(15 * time.Second),
 		},
 		DataDir: "./data",
 		Secrets: Secrets{

@@ -82,6 +82,9 @@ func (c *Config) Validate(known Known) error {
 	if c.Server.MaxBodyBytes <= 0 {
 		add("server.max_body_bytes", "must be positive")
 	}
+	if c.Server.MaxInflightBytes < c.Server.MaxBodyBytes {
+		add("server.max_inflight_bytes", "must be at least server.max_body_bytes (%d)", c.Server.MaxBodyBytes)
+	}
 	if c.Server.MaxFormFields <= 0 {
 		add("server.max_form_fields", "must be positive")
 	}

@@ -64,6 +64,10 @@ type Deps struct {
 	PublishTimeout time.Duration
 	// Metrics is served at GET /metrics; nil = no /metrics route.
 	Metrics http.Handler
+	// Trim is called once a burst of large bodies is over, to hand the
+	// memory they took back to the system (cmd sets debug.FreeOSMemory);
+	// nil = never.
+	Trim func()
 	// SecretMissing is called for every request to a source whose secret
 	// the store does not have (for a metric); nil = none.
 	SecretMissing func(source string)
@@ -81,6 +85,7 @@ type Gateway struct {
 	fresh    fresh // accepted connections that have sent nothing yet
 	log      *slog.Logger
 	bodyMax  int64
+	inflight *inflight      // server.max_inflight_bytes
 	trusted  []netip.Prefix // server.trusted_proxies
 }
 
@@ -124,6 +129,11 @@ func New(cfg config.Server, sources []config.Source, d Deps) (*Gateway, error) {
 	if g.cfg.MaxFormFields <= 0 {
 		g.cfg.MaxFormFields = config.Default().Server.MaxFormFields
 	}
+	budget := cfg.MaxInflightBytes
+	if budget <= 0 {
+		budget = config.Default().Server.MaxInflightBytes
+	}
+	g.inflight = newInflight(budget, d.PublishTimeout, d.Trim)
 	g.bodyMax = cfg.MaxBodyBytes
 	for _, s := range sources {
 		g.bodyMax = max(g.bodyMax, s.MaxBodyBytes)

@@ -152,6 +152,13 @@ func (g *Gateway) accept(c *fiber.Ctx, in *inbound, pathKey string) error {
 	if s.limiter != nil && !s.limiter.Allow() {
 		return hookgate.Errorf(hookgate.ERateLimited, "source rate limit")
 	}
+	if n := int64(len(body)); n > largeBody {
+		release, err := g.inflight.reserve(c.UserContext(), n)
+		if err != nil {
+			return err
+		}
+		defer release()
+	}
 	req := &providers.Request{
 		SourceID:    s.cfg.ID,
 		Method:      c.Method(),

@@ -76,7 +76,7 @@ type Header interface {
 type Message struct {
 	Event    string            // the event name (type of the CloudEvent)
 	Params   map[string]string // flat query + form params, bracket keys kept
-	JSON     json.RawMessage   // the body when it is JSON
+	JSON     json.RawMessage   // the body when it is JSON; may be Request.Body itself (used within the call only)
 	DedupKey string            // stable id of this delivery; "" = none (a random id is used)
 	// Redact lists parameter names whose values are credentials, beyond
 	// those hookgate.SensitiveName already catches.

@@ -11,6 +11,7 @@ import (
 	"net/http/pprof"
 	"os"
 	"runtime"
+	"runtime/debug"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -163,6 +164,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, redact red
 		Logger:        log,
 		Observe:       m.Inbound,
 		SecretMissing: m.SecretMissing,
+		Trim:          debug.FreeOSMemory,
 		Metrics:       m.Handler(),
 		Checks: map[string]gateway.Check{
 			"bus":     bus.Check,

@@ -62,7 +62,7 @@ func KindOf(contentType string) (Kind, map[string]string) {
 type Decoded struct {
 	Kind   Kind
 	Fields url.Values      // form fields (Form, Multipart: non-file parts only)
-	JSON   json.RawMessage // the body when Kind is JSON
+	JSON   json.RawMessage // the body when Kind is JSON (the same bytes: copy what you keep)
 }
 
 // Decode checks that body is non-empty and of one of the accepted kinds and
@@ -83,7 +83,9 @@ func Decode(contentType string, body []byte, accept ...Kind) (*Decoded, error) {
 		if !json.Valid(body) {
 			return nil, hookgate.Errorf(hookgate.EBadRequest, "malformed JSON body")
 		}
-		d.JSON = json.RawMessage(bytes.Clone(body))
+		// not a copy: the body is the gateway's for the call, and a
+		// large one would cost its size again (docs/performance.md)
+		d.JSON = json.RawMessage(body)
 	case Form:
 		v, err := ParseForm(string(body))
 		if err != nil {

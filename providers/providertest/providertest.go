@@ -8,9 +8,9 @@
 package providertest
 
 import (
-	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/textproto"
 	"net/url"
@@ -401,20 +401,22 @@ func (s *suite) rotation(t *testing.T) {
 	wantCode(t, "Verify(previous secret after rotation)", err, s.f.InvalidCode)
 }
 
-// bodyNotRetained checks that the message does not alias the request body,
-// which the gateway reuses after the call.
+// bodyNotRetained checks that the message's event and parameters do not
+// alias the request body, which the gateway reuses after the call.
+// Message.JSON may: the gateway encodes it within the call, and a copy of
+// a large body would cost its size again (docs/performance.md).
 func (s *suite) bodyNotRetained(t *testing.T) {
 	req := s.request(Args{Secret: current})
 	msg, err := s.p.Parse(req)
 	if err != nil {
 		t.Fatalf("Parse = %v; want nil", err)
 	}
-	js := bytes.Clone(msg.JSON)
+	event, params := msg.Event, fmt.Sprint(msg.Params)
 	for i := range req.Body {
 		req.Body[i] = 'x'
 	}
-	if !bytes.Equal(js, msg.JSON) {
-		t.Errorf("Message.JSON changed with the request body: it must be a copy")
+	if msg.Event != event || fmt.Sprint(msg.Params) != params {
+		t.Errorf("Message.Event or Params changed with the request body: they must be copies")
 	}
 }
 

@@ -101,7 +101,8 @@ func cmdBurst(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	took := time.Since(start)
 	close(stop)
 	hwm, _ := memKB(*pid, "VmHWM")
-	fmt.Fprintf(stdout, "burst: %d requests of %d bytes on %d connections in %v; answers %v\n", *n, *size, *c, took.Round(time.Millisecond), codes)
+	first, _ := body(1)
+	fmt.Fprintf(stdout, "burst: %d requests of %d bytes on %d connections in %v; answers %v\n", *n, len(first), *c, took.Round(time.Millisecond), codes)
 	fmt.Fprintf(stdout, "burst: RSS idle %d MB, peak %d MB (VmHWM %d MB)\n", idle/1024, max(atomic.LoadInt64(&peakDuring), hwm)/1024, hwm/1024)
 	end := time.Now().Add(*watch)
 	for {
