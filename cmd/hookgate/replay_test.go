@@ -18,6 +18,9 @@ import (
 // tolerance (issue 14; it was 2 minutes, so the 130 s replay was stored
 // twice). It waits for real time, so it runs beside the other tests.
 func TestStandardReplayWindow(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: waits 290 s of real time")
+	}
 	t.Parallel()
 	const secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 	path, dir := writeConfig(t, `
