@@ -121,7 +121,7 @@ func (o Options) unknown() error {
 	for i, opt := range o {
 		names[i] = opt.Name
 	}
-	return fmt.Errorf("%w (want %s)", ErrUnknownOption, strings.Join(names, ", "))
+	return fmt.Errorf("%w (known options: %s)", ErrUnknownOption, strings.Join(names, ", "))
 }
 
 func (k Kind) parse(s string) (any, error) {
