@@ -355,15 +355,19 @@ func (a *API) putSource(c *fiber.Ctx) error {
 	}
 	// no answer or message repeats a secret-bearing value the caller sent
 	sent := sentSecrets(b)
-	if ps := config.ValidateSource("source", src, known); len(ps) > 0 {
+	// the problems config validation reports, at the same paths under
+	// "source" (source.options.tolerance)
+	ps := config.ValidateSource("source", src, known)
+	if len(ps) == 0 {
+		_, cps := a.registry.Check(src)
+		ps = cps.Under("source")
+	}
+	if len(ps) > 0 {
 		msgs := make([]string, len(ps))
 		for i, p := range ps {
 			msgs[i] = p.String()
 		}
 		return hookgate.Errorf(hookgate.EBadRequest, "%s", a.scrub(strings.Join(msgs, "; "), sent))
-	}
-	if _, err := a.registry.New(src); err != nil {
-		return hookgate.Errorf(hookgate.EBadRequest, "%s", a.scrub(err.Error(), sent))
 	}
 	ctx, cancel := opCtx(c)
 	defer cancel()

@@ -26,6 +26,7 @@ import (
 	"github.com/hookgate/hookgate/outbound"
 	"github.com/hookgate/hookgate/providers"
 	"github.com/hookgate/hookgate/providers/credential"
+	"github.com/hookgate/hookgate/providers/standard"
 	"github.com/hookgate/hookgate/routes"
 )
 
@@ -172,6 +173,7 @@ func newAdminFixture(t *testing.T, o adminOptions) *adminFixture {
 	reg.Register("form", func(config.Source) (providers.Provider, error) { return formProvider{}, nil })
 	reg.Register("picky", pickyProvider)
 	reg.Register("echo", echoProvider)
+	reg.Register("standard", standard.Constructor)
 	sec := &fakeSecrets{vals: map[string]string{
 		"a/token":     "s3cret-token-a",
 		"rt/token":    "runtime-s3cret",
@@ -735,5 +737,34 @@ func TestAdminDoesNotEchoSentSecrets(t *testing.T) {
 	}
 	if strings.Contains(f.log.String(), "0pt-"+val) {
 		t.Errorf("the log holds a sensitive option value")
+	}
+}
+
+// PUT /admin/sources reports a source's problems at the key paths config
+// validation uses, under "source".
+func TestAdminSourceOptions(t *testing.T) {
+	f := newAdminFixture(t, adminOptions{})
+	tests := []struct {
+		name, body string
+		status     int
+		want       []string // in the message
+	}{
+		{"bad value", `{"provider":"standard","secret":"x/token","options":{"tolerance":"soon"}}`, 400, []string{"source.options.tolerance: "}},
+		{"negative", `{"provider":"standard","secret":"x/token","options":{"tolerance":"-1m"}}`, 400, []string{"source.options.tolerance: must not be negative"}},
+		{"unknown and bad", `{"provider":"standard","secret":"x/token","options":{"tolerance":"soon","colour":"red"}}`, 400,
+			[]string{"source.options.colour: unknown option", "source.options.tolerance: "}},
+		{"good", `{"provider":"standard","secret":"x/token","options":{"tolerance":"10m"}}`, 200, nil},
+	}
+	for _, tc := range tests {
+		status, body, _ := f.do(t, "PUT", "/admin/sources/std", adminToken, tc.body)
+		msg, _ := body["message"].(string)
+		if status != tc.status {
+			t.Errorf("PUT %s = %d %v; want %d", tc.name, status, body, tc.status)
+		}
+		for _, w := range tc.want {
+			if !strings.Contains(msg, w) {
+				t.Errorf("PUT %s: message %q; want it to contain %q", tc.name, msg, w)
+			}
+		}
 	}
 }

@@ -148,7 +148,7 @@ func TestValidateSourceIDLength(t *testing.T) {
 func TestDedupWindowCoversTolerance(t *testing.T) {
 	known := config.Known{
 		Providers: []string{"standard", "token"},
-		Source: func(s config.Source) (time.Duration, error) {
+		Source: func(s config.Source) (time.Duration, config.Problems) {
 			if s.Provider == "standard" {
 				return 5 * time.Minute, nil
 			}
@@ -206,4 +206,34 @@ func hasPath(ps config.Problems, path string) bool {
 		}
 	}
 	return false
+}
+
+// Known's hooks report at full key paths, with the rest of the problems.
+func TestValidateKnownHooks(t *testing.T) {
+	k := config.Known{
+		Providers: known.Providers,
+		Source: func(s config.Source) (time.Duration, config.Problems) {
+			if s.Options["tolerance"] == "soon" {
+				return 0, config.Problems{{Path: "options.tolerance", Message: "want a duration"}, {Message: "whole entry"}}
+			}
+			return 0, nil
+		},
+		Routes: func(rs []config.Route) config.Problems {
+			return config.Problems{{Path: "routes[0].key", Message: "template parse error"}}
+		},
+	}
+	cfg := config.Default()
+	cfg.Sources = []config.Source{
+		{ID: "a", Provider: "token", Secret: "a/t"},
+		{ID: "b", Provider: "standard", Secret: "b/s", Options: map[string]string{"tolerance": "soon"}},
+	}
+	var ps config.Problems
+	if err := cfg.Validate(k); !errors.As(err, &ps) {
+		t.Fatalf("Validate = %v; want Problems", err)
+	}
+	for _, want := range []string{"sources[1].options.tolerance", "sources[1]", "routes[0].key"} {
+		if !hasPath(ps, want) {
+			t.Errorf("Validate = %v; want a problem at %s", ps, want)
+		}
+	}
 }

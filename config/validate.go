@@ -38,11 +38,15 @@ func (ps Problems) Error() string {
 type Known struct {
 	Providers []string // registered provider names
 	// Source, when set, builds a source's provider from its entry (with
-	// the registered constructor): its error is a problem of the source,
-	// reported with the rest; tolerance is how long a signed request
-	// stays acceptable (0 = no timestamp), which bounds
+	// the registered constructor): its problems, at key paths relative to
+	// the entry ("options.tolerance"; "" for the entry as a whole), are
+	// reported with the rest under sources[i]; tolerance is how long a
+	// signed request stays acceptable (0 = no timestamp), which bounds
 	// bus.dedup_window from below.
-	Source func(Source) (tolerance time.Duration, err error)
+	Source func(Source) (tolerance time.Duration, problems Problems)
+	// Routes, when set, checks what only the routes engine can (template
+	// syntax); its problems carry full key paths (routes[1].call.params.x).
+	Routes func([]Route) Problems
 }
 
 var idPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_-]*$`)
@@ -195,9 +199,8 @@ func (c *Config) Validate(known Known) error {
 		sps := ValidateSource(fmt.Sprintf("sources[%d]", i), s, providers)
 		ps = append(ps, sps...)
 		if len(sps) == 0 && known.Source != nil {
-			if _, err := known.Source(s); err != nil {
-				add(fmt.Sprintf("sources[%d]", i), "%v", err)
-			}
+			_, sps := known.Source(s)
+			ps = append(ps, sps.Under(fmt.Sprintf("sources[%d]", i))...)
 		}
 		if sources[s.ID] {
 			add(fmt.Sprintf("sources[%d].id", i), "duplicate id %q", s.ID)
@@ -257,10 +260,30 @@ func (c *Config) Validate(known Known) error {
 			checkRef(add, path+".deliver.secret", r.Deliver.Secret)
 		}
 	}
+	if known.Routes != nil {
+		ps = append(ps, known.Routes(c.Routes)...)
+	}
 	if len(ps) == 0 {
 		return nil
 	}
 	return ps
+}
+
+// Under returns the problems with prefix put before their paths: a problem
+// at options.tolerance under sources[2] is at sources[2].options.tolerance,
+// one at "" is at sources[2].
+func (ps Problems) Under(prefix string) Problems {
+	out := make(Problems, len(ps))
+	for i, p := range ps {
+		out[i] = p
+		switch {
+		case p.Path == "":
+			out[i].Path = prefix
+		case prefix != "":
+			out[i].Path = prefix + "." + p.Path
+		}
+	}
+	return out
 }
 
 // longestTolerance returns the longest signature tolerance of the sources
@@ -272,7 +295,7 @@ func (c *Config) longestTolerance(known Known) (time.Duration, string) {
 	var longest time.Duration
 	var at string
 	for i, s := range c.Sources {
-		if t, err := known.Source(s); err == nil && t > longest {
+		if t, ps := known.Source(s); len(ps) == 0 && t > longest {
 			longest, at = t, fmt.Sprintf("sources[%d] (%s)", i, s.ID)
 		}
 	}

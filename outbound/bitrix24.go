@@ -332,6 +332,13 @@ func (t *Time) resetIn() (time.Duration, bool) {
 	return time.Duration((t.OperatingResetAt - now) * float64(time.Second)), true
 }
 
+// resetWait is how long to hold a method the block says is at its
+// operating limit: until operating_reset_at, plus 1 s.
+func (t *Time) resetWait() (time.Duration, bool) {
+	in, ok := t.resetIn()
+	return max(in, 0) + time.Second, ok
+}
+
 // Result is a successful answer.
 type Result struct {
 	Result json.RawMessage // the "result" member
@@ -469,19 +476,38 @@ func (b *Bitrix24) retryWait(i int, err error) time.Duration {
 		}
 		d = jitter(time.Duration(base * math.Pow(1.5, float64(i)) * float64(time.Millisecond)))
 	case isAPI && ae.Code == CodeOperationTimeLimit:
-		if in, ok := ae.Time.resetIn(); ok {
-			d = max(in, 0) + time.Second
-		} else {
-			d = 10 * time.Second
-		}
+		// RetryDelay below
 	default:
 		d = min(time.Second<<min(i, 5), 30*time.Second)
 		d = min(jitter(d), 33*time.Second)
 	}
-	if isAPI && ae.RetryAfter > d {
-		d = ae.RetryAfter
+	if rd, ok := RetryDelay(err); ok && rd > d {
+		d = rd
 	}
 	return d
+}
+
+// RetryDelay is how long to wait before calling again after err, when the
+// answer says: after OPERATION_TIME_LIMIT until operating_reset_at plus
+// 1 s, measured on the portal's own clock (10 s when the answer has no
+// reset time); never shorter than the answer's Retry-After. ok is false
+// when err is not such an answer. The client's retries, its per-method
+// holds and the routes' job retries all wait this long.
+func RetryDelay(err error) (d time.Duration, ok bool) {
+	var ae *APIError
+	if !errors.As(err, &ae) {
+		return 0, false
+	}
+	if ae.Code == CodeOperationTimeLimit {
+		d, ok = 10*time.Second, true
+		if w, known := ae.Time.resetWait(); known {
+			d = w
+		}
+	}
+	if ae.RetryAfter > d {
+		d, ok = ae.RetryAfter, true
+	}
+	return d, ok
 }
 
 func jitter(d time.Duration) time.Duration {
@@ -665,15 +691,11 @@ func isCode(err error, code string) bool {
 
 // noteOperating holds a method after OPERATION_TIME_LIMIT until its reset.
 func (b *Bitrix24) noteOperating(method string, err error) {
-	var ae *APIError
-	if !errors.As(err, &ae) || ae.Code != CodeOperationTimeLimit {
+	if !isCode(err, CodeOperationTimeLimit) {
 		return
 	}
-	in, ok := ae.Time.resetIn()
-	if !ok {
-		in = 10 * time.Second
-	}
-	b.hold(method, b.opts.clock.Now().Add(max(in, 0)+time.Second))
+	d, _ := RetryDelay(err)
+	b.hold(method, b.opts.clock.Now().Add(d))
 }
 
 // noteTime holds a method whose operating time is near the limit.
@@ -681,8 +703,8 @@ func (b *Bitrix24) noteTime(method string, t *Time) {
 	if b.opts.operatingLimit <= 0 || t.Operating < 0.95*b.opts.operatingLimit.Seconds() {
 		return
 	}
-	if in, ok := t.resetIn(); ok {
-		b.hold(method, b.opts.clock.Now().Add(max(in, 0)+time.Second))
+	if d, ok := t.resetWait(); ok {
+		b.hold(method, b.opts.clock.Now().Add(d))
 	}
 }
 

@@ -285,6 +285,31 @@ func TestRetryWait(t *testing.T) {
 	}
 }
 
+// RetryDelay is the one place the wait after OPERATION_TIME_LIMIT is
+// computed (the client's retries and holds, the routes' job retries).
+func TestRetryDelay(t *testing.T) {
+	tests := []struct {
+		name   string
+		err    error
+		want   time.Duration
+		wantOK bool
+	}{
+		{"network", errors.New("eof"), 0, false},
+		{"plain api error", &APIError{Code: CodeQueryLimitExceeded}, 0, false},
+		{"retry-after", fmt.Errorf("call: %w", &APIError{Status: 503, RetryAfter: 7 * time.Second}), 7 * time.Second, true},
+		{"operating reset known", &APIError{Code: CodeOperationTimeLimit, Time: &Time{Finish: 1000, OperatingResetAt: 1004}}, 5 * time.Second, true},
+		{"operating reset passed", &APIError{Code: CodeOperationTimeLimit, Time: &Time{Finish: 1000, OperatingResetAt: 990}}, time.Second, true},
+		{"operating reset unknown", &APIError{Code: CodeOperationTimeLimit}, 10 * time.Second, true},
+		{"operating, longer retry-after", &APIError{Code: CodeOperationTimeLimit, RetryAfter: time.Minute, Time: &Time{Finish: 1000, OperatingResetAt: 1004}}, time.Minute, true},
+	}
+	for _, tc := range tests {
+		got, ok := RetryDelay(tc.err)
+		if got != tc.want || ok != tc.wantOK {
+			t.Errorf("RetryDelay(%s) = %v, %v; want %v, %v", tc.name, got, ok, tc.want, tc.wantOK)
+		}
+	}
+}
+
 func TestPermanentErrorsNotRetried(t *testing.T) {
 	tests := []struct {
 		name     string

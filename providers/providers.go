@@ -90,7 +90,9 @@ type Message struct {
 type Secrets func(ctx context.Context) ([]hookgate.Secret, error)
 
 // Constructor builds the Provider of one source; it validates the source's
-// settings up front.
+// settings up front. It reads sources[i].options with the provider's
+// declared Options (Options.Parse) and returns an *OptionError for a
+// problem with one option, so that it is reported at its key path.
 type Constructor func(src config.Source) (Provider, error)
 
 // Registry maps provider names to constructors. Build it in main, one
@@ -125,6 +127,24 @@ func (r *Registry) New(src config.Source) (Provider, error) {
 	p, err := c(src)
 	if err != nil {
 		return nil, fmt.Errorf("source %q: %w", src.ID, err)
+	}
+	return p, nil
+}
+
+// Check builds the provider of src as New does and reports what is wrong
+// with src as problems at key paths relative to the source's entry:
+// provider for an unknown provider, options.<name> for an option the
+// constructor reports (*OptionError), "" for any other constructor error.
+// Config validation and the admin API prefix them (sources[2].,
+// source.).
+func (r *Registry) Check(src config.Source) (Provider, config.Problems) {
+	c, ok := r.constructors[src.Provider]
+	if !ok {
+		return nil, config.Problems{{Path: "provider", Message: fmt.Sprintf("unknown provider %q", src.Provider)}}
+	}
+	p, err := c(src)
+	if err != nil {
+		return nil, Problems(err)
 	}
 	return p, nil
 }

@@ -101,18 +101,10 @@ func New(routes []config.Route, deps Deps) (*Engine, error) {
 	delivers := false
 	for i, rc := range routes {
 		path := fmt.Sprintf("routes[%d]", i)
-		r := &route{cfg: rc}
 		if _, dup := e.byName[rc.Name]; dup {
 			add(path+".name", "duplicate name %q", rc.Name)
 		}
-		keySrc := rc.Key
-		if keySrc == "" {
-			keySrc = DefaultKey
-		}
-		var err error
-		if r.key, err = parse(path+".key", keySrc); err != nil {
-			add(path+".key", "%v", err)
-		}
+		r := &route{cfg: rc, key: compileKey(path, rc.Key, add)}
 		if rc.Call != nil {
 			if deps.Portals[rc.Call.Portal] == nil {
 				add(path+".call.portal", "no client for portal %q", rc.Call.Portal)
@@ -158,6 +150,37 @@ func parse(name, src string) (*template.Template, error) {
 		return nil, fmt.Errorf("template parse error: line %s", msg)
 	}
 	return t, nil
+}
+
+// Check compiles the templates of routes (key and call.params) and
+// returns their syntax errors with key paths, as New would report them;
+// config validation runs it before anything is opened.
+func Check(routes []config.Route) config.Problems {
+	var ps config.Problems
+	add := func(path, format string, args ...any) {
+		ps = append(ps, config.Problem{Path: path, Message: fmt.Sprintf(format, args...)})
+	}
+	for i, rc := range routes {
+		path := fmt.Sprintf("routes[%d]", i)
+		compileKey(path, rc.Key, add)
+		if rc.Call != nil {
+			compile(path+".call.params", rc.Call.Params, add)
+		}
+	}
+	return ps
+}
+
+// compileKey compiles the key template of the route at path (DefaultKey
+// when src is empty), recording a problem at path.key.
+func compileKey(path, src string, add func(string, string, ...any)) *template.Template {
+	if src == "" {
+		src = DefaultKey
+	}
+	t, err := parse(path+".key", src)
+	if err != nil {
+		add(path+".key", "%v", err)
+	}
+	return t
 }
 
 // compile turns string leaves of v into templates, recording problems

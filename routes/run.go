@@ -208,16 +208,9 @@ func (e *Engine) callError(ctx context.Context, portal, method string, err error
 	if ctx.Err() != nil {
 		return err // stopping: handed back, not a verdict on the call
 	}
-	var ae *outbound.APIError
-	if errors.As(err, &ae) {
-		if ae.RetryAfter > 0 {
-			return jobs.RetryAfter(ae.RetryAfter, err)
-		}
-		if ae.Code == outbound.CodeOperationTimeLimit {
-			if reset := ae.Time.ResetAt(); !reset.IsZero() {
-				return jobs.RetryAfter(max(reset.Sub(e.now()), 0)+time.Second, err)
-			}
-		}
+	// Retry-After, or OPERATION_TIME_LIMIT's reset: the client's own wait
+	if d, ok := outbound.RetryDelay(err); ok {
+		return jobs.RetryAfter(d, err)
 	}
 	if !outbound.IsTransient(err) {
 		return jobs.Permanent(err)

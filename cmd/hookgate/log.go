@@ -117,3 +117,12 @@ func (h redactHandler) WithGroup(name string) slog.Handler {
 
 // redactPtr holds the redaction function once the secret store exists.
 type redactPtr = *atomic.Pointer[func(string) string]
+
+// redactOf returns the redaction hook of a logger made by newLogger (a
+// fresh, unused one for any other logger), for openSecrets to fill.
+func redactOf(log *slog.Logger) redactPtr {
+	if h, ok := log.Handler().(redactHandler); ok {
+		return h.redact
+	}
+	return &atomic.Pointer[func(string) string]{}
+}

@@ -23,6 +23,7 @@ import (
 	"github.com/hookgate/hookgate/providers/standard"
 	"github.com/hookgate/hookgate/providers/stripe"
 	"github.com/hookgate/hookgate/providers/token"
+	"github.com/hookgate/hookgate/routes"
 	"github.com/hookgate/hookgate/vault"
 )
 
@@ -123,22 +124,24 @@ func loadConfig(path string) (*config.Config, error) {
 	return config.LoadValid(path, os.Environ(), known(registry()))
 }
 
-// known is what config validation needs of the providers: their names, and
-// each source run through its constructor (its signature tolerance bounds
-// bus.dedup_window).
+// known is what config validation needs of the providers and routes:
+// provider names, each source run through its constructor (its problems
+// at their key paths; its signature tolerance bounds bus.dedup_window),
+// and the routes' templates compiled.
 func known(reg *providers.Registry) config.Known {
 	return config.Known{
 		Providers: reg.Names(),
-		Source: func(src config.Source) (time.Duration, error) {
-			p, err := reg.New(src)
-			if err != nil {
-				return 0, err
+		Source: func(src config.Source) (time.Duration, config.Problems) {
+			p, ps := reg.Check(src)
+			if len(ps) > 0 {
+				return 0, ps
 			}
 			if t, ok := p.(interface{ Tolerance() time.Duration }); ok {
 				return t.Tolerance(), nil
 			}
 			return 0, nil
 		},
+		Routes: routes.Check,
 	}
 }
 

@@ -34,200 +34,194 @@ func cmdServe(ctx context.Context, args []string, stderr io.Writer) error {
 	if err := fs.Parse(args); err != nil {
 		return exitError(2)
 	}
+	// the whole config, provider options and route templates included, is
+	// checked before anything is opened or created
 	cfg, err := loadConfig(*path)
 	if err != nil {
 		return err
 	}
-	log, redact := newLogger(cfg.Log, stderr)
-	return serve(ctx, cfg, log, redact)
+	log, _ := newLogger(cfg.Log, stderr)
+	s, err := newServer(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	return s.Run(ctx)
 }
 
-// app is everything serve runs, built in order and torn down in reverse.
-type app struct {
+// server is everything serve runs: newServer opens it in order, Run runs
+// every goroutine in one errgroup, Close releases it in reverse.
+type server struct {
 	cfg     *config.Config
 	log     *slog.Logger
 	metrics *metrics.Metrics
 	secrets *vault.Store
-	bus     *events.Bus
-	gw      *gateway.Gateway
 	hist    *history.Writer
-	// histStop ends the history writer's Run after everything that records
-	// rows has stopped; histDone is closed when Run has returned.
-	histStop context.CancelFunc
-	histDone chan struct{}
-	// workStop ends the routes engine and job workers (step 4 of the
-	// shutdown); workDone is closed when they have returned.
-	workStop context.CancelFunc
-	workDone chan struct{}
+	bus     *events.Bus
+	queue   *jobs.Queue
+	engine  *routes.Engine
+	sources *events.SourceStore
+	gw      *gateway.Gateway
+	ln      net.Listener
+	pprof   *http.Server // nil unless HOOKGATE_PPROF is set
 }
 
-func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, redact redactPtr) error {
-	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
-		return fmt.Errorf("data_dir: %w", err)
-	}
+// newServer opens what serve needs, in order: the secret store (every
+// reference read once), data_dir, history, the bus, the job queue and
+// routes, the gateway and its admin API, the listener. Nothing is created
+// on disk before the secrets are known to exist. On error what was opened
+// is closed again.
+func newServer(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *server, err error) {
 	m := metrics.New()
-	a := &app{cfg: cfg, log: log, metrics: m}
-	if addr := os.Getenv("HOOKGATE_PPROF"); addr != "" {
-		// opt-in profiling (docs/performance.md); keep it on loopback
-		runtime.SetMutexProfileFraction(100)
-		go func() {
-			if err := http.ListenAndServe(addr, pprofMux()); err != nil {
-				log.Warn("pprof listener", "addr", addr, "err", err)
-			}
-		}()
-		log.Info("pprof listening", "addr", addr)
-	}
-	secrets, err := openSecrets(ctx, cfg, log, redact, vault.WithObserver(m.Secret))
-	if err != nil {
-		return err
-	}
-	defer secrets.Close()
-	a.secrets = secrets
-	if err := checkSecrets(ctx, cfg, secrets, log); err != nil {
-		return err
-	}
-
-	hist, err := openHistory(ctx, cfg, secrets, log, history.WithObserver(m.HistoryRows), history.WithSpoolGauge(m.SpoolBytes))
-	if err != nil {
-		return err
-	}
-	a.hist = hist
-	histCtx, histStop := context.WithCancel(context.WithoutCancel(ctx))
-	a.histStop, a.histDone = histStop, make(chan struct{})
-	go func() {
-		defer close(a.histDone)
-		hist.Run(histCtx)
-	}()
+	s := &server{cfg: cfg, log: log, metrics: m}
 	defer func() {
-		histStop()
-		<-a.histDone
-		cctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := hist.Close(cctx); err != nil {
-			log.Warn("history close", "err", err)
+		if err != nil {
+			s.Close()
 		}
 	}()
-	// every row also feeds the outbound metrics of deliveries
-	rec := metricRecorder{next: hist, m: m}
-
-	bus, err := events.Open(ctx, cfg.Bus, cfg.DataDir, events.WithLogger(log))
-	if err != nil {
-		return err
+	if s.secrets, err = openSecrets(ctx, cfg, log, redactOf(log), vault.WithObserver(m.Secret)); err != nil {
+		return nil, err
 	}
-	defer bus.Close()
-	a.bus = bus
-	js := bus.JetStream()
+	if err := checkSecrets(ctx, cfg, s.secrets, log); err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
+		return nil, fmt.Errorf("data_dir: %w", err)
+	}
+	if s.hist, err = openHistory(ctx, cfg, s.secrets, log, history.WithObserver(m.HistoryRows), history.WithSpoolGauge(m.SpoolBytes)); err != nil {
+		return nil, err
+	}
+	// every row also feeds the outbound metrics of deliveries
+	rec := metricRecorder{next: s.hist, m: m}
 
+	if s.bus, err = events.Open(ctx, cfg.Bus, cfg.DataDir, events.WithLogger(log)); err != nil {
+		return nil, err
+	}
+	js := s.bus.JetStream()
 	portals := map[string]*outbound.Bitrix24{}
 	for _, p := range cfg.Portals {
 		ref := p.Secret
 		c, err := outbound.NewBitrix24(p, func(ctx context.Context) (hookgate.Secret, error) {
-			return secrets.Secret(ctx, ref)
+			return s.secrets.Secret(ctx, ref)
 		}, outbound.WithRecorder(rec), outbound.WithLogger(log), outbound.WithObserver(m), outbound.WithRetries(p.Retries))
 		if err != nil {
-			return fmt.Errorf("portal %q: %w", p.ID, err)
+			return nil, fmt.Errorf("portal %q: %w", p.ID, err)
 		}
 		portals[p.ID] = c
 		m.BreakerState(p.ID, "closed")
 	}
-
-	queue, err := jobs.New(ctx, js, jobsConfig(cfg), jobs.WithLogger(log),
+	s.queue, err = jobs.New(ctx, js, jobsConfig(cfg), jobs.WithLogger(log),
 		jobs.WithObserver(jobs.Observer{Pending: m.JobsPending, Dead: func(jobs.DeadJob) { m.JobDead() }}))
 	if err != nil {
-		return err
+		return nil, err
 	}
-	if dead, err := queue.Dead(ctx); err == nil {
+	if dead, err := s.queue.Dead(ctx); err == nil {
 		m.SetJobsDead(len(dead))
 	}
 	disabled, err := routes.DisabledBucket(ctx, js, cfg.Bus.Replicas)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	engine, err := routes.New(cfg.Routes, routes.Deps{
-		Queue: queue, Portals: portals, Secrets: secrets, Disabled: disabled,
+	s.engine, err = routes.New(cfg.Routes, routes.Deps{
+		Queue: s.queue, Portals: portals, Secrets: s.secrets, Disabled: disabled,
 		Recorder: rec, Logger: log, Stream: cfg.Bus.Stream,
 	})
 	if err != nil {
-		return err
+		return nil, err
 	}
-
-	store, err := events.NewSourceStore(ctx, js, cfg.Bus.Replicas)
-	if err != nil {
-		return err
+	if s.sources, err = events.NewSourceStore(ctx, js, cfg.Bus.Replicas); err != nil {
+		return nil, err
 	}
 	reg := registry()
-	gw, err := gateway.New(cfg.Server, cfg.Sources, gateway.Deps{
+	s.gw, err = gateway.New(cfg.Server, cfg.Sources, gateway.Deps{
 		Registry:      reg,
-		Secrets:       secrets,
-		Bus:           bus,
-		Recorder:      hist,
+		Secrets:       s.secrets,
+		Bus:           s.bus,
+		Recorder:      s.hist,
 		Logger:        log,
 		Observe:       m.Inbound,
 		SecretMissing: m.SecretMissing,
 		Trim:          debug.FreeOSMemory,
 		Metrics:       m.Handler(),
 		Checks: map[string]gateway.Check{
-			"bus":     bus.Check,
-			"history": historyReady(hist),
+			"bus":     s.bus.Check,
+			"history": historyReady(s.hist),
 		},
 		// Vault down does not take the gateway out of rotation: cached
 		// secrets keep serving; /readyz shows it as degraded.
-		Degraded: map[string]gateway.Check{"secrets": secrets.Check},
+		Degraded: map[string]gateway.Check{"secrets": s.secrets.Check},
 	})
 	if err != nil {
-		return err
+		return nil, err
 	}
-	a.gw = gw
-	withAdmin := cfg.Admin.Token != ""
-	if withAdmin {
-		api, err := admin.New(gw, reg, secrets, admin.Config{
+	if cfg.Admin.Token != "" {
+		api, err := admin.New(s.gw, reg, s.secrets, admin.Config{
 			Token:   cfg.Admin.Token,
-			Sources: store,
-			Dead:    countedReplays{queue, m.JobReplayed},
+			Sources: s.sources,
+			Dead:    countedReplays{s.queue, m.JobReplayed},
 			Caller:  admin.Portals(portals),
-			Routes:  engine,
+			Routes:  s.engine,
 		}, admin.WithLogger(log))
 		if err != nil {
-			return err
+			return nil, err
 		}
-		api.Mount(gw.App())
+		api.Mount(s.gw.App())
 	}
-	if rt, err := store.List(ctx); err == nil && len(rt) > 0 {
-		if err := gw.SetRuntimeSources(rt); err != nil {
-			log.Warn("runtime sources", "err", secrets.Redact(err.Error()))
+	if rt, err := s.sources.List(ctx); err == nil && len(rt) > 0 {
+		if err := s.gw.SetRuntimeSources(rt); err != nil {
+			log.Warn("runtime sources", "err", s.secrets.Redact(err.Error()))
 		}
 	}
-	ln, err := net.Listen("tcp", cfg.Server.Listen)
-	if err != nil {
-		return fmt.Errorf("listen %s: %w", cfg.Server.Listen, err)
+	if addr := os.Getenv("HOOKGATE_PPROF"); addr != "" {
+		// opt-in profiling (docs/performance.md); keep it on loopback
+		runtime.SetMutexProfileFraction(100)
+		s.pprof = &http.Server{Addr: addr, Handler: pprofMux(), ReadHeaderTimeout: 10 * time.Second}
 	}
-	log.Info("hookgate serving", "version", hookgate.Version, "listen", ln.Addr().String(),
-		"sources", len(cfg.Sources), "routes", len(cfg.Routes), "portals", len(cfg.Portals),
-		"bus_embedded", bus.Embedded(), "bus_listen", cfg.Bus.Listen, "admin", withAdmin)
+	if s.ln, err = net.Listen("tcp", cfg.Server.Listen); err != nil {
+		return nil, fmt.Errorf("listen %s: %w", cfg.Server.Listen, err)
+	}
+	return s, nil
+}
 
+// Run serves until ctx ends or a part fails, then shuts down gracefully.
+// Every goroutine runs in its errgroup; the history writer and the job
+// workers outlive ctx, as shutdown stops them in its own order.
+func (s *server) Run(ctx context.Context) error {
+	cfg, log := s.cfg, s.log
+	log.Info("hookgate serving", "version", hookgate.Version, "listen", s.ln.Addr().String(),
+		"sources", len(cfg.Sources), "routes", len(cfg.Routes), "portals", len(cfg.Portals),
+		"bus_embedded", s.bus.Embedded(), "bus_listen", cfg.Bus.Listen, "admin", cfg.Admin.Token != "")
+	histCtx, histStop := context.WithCancel(context.WithoutCancel(ctx))
+	defer histStop()
 	workCtx, workStop := context.WithCancel(context.WithoutCancel(ctx))
-	a.workStop, a.workDone = workStop, make(chan struct{})
+	defer workStop()
+	st := stages{workStop: workStop, workDone: make(chan struct{}), histStop: histStop, histDone: make(chan struct{})}
+
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
-		if err := gw.Serve(ln); err != nil && !errors.Is(err, net.ErrClosed) {
+		defer close(st.histDone)
+		return s.hist.Run(histCtx)
+	})
+	g.Go(func() error {
+		if err := s.gw.Serve(s.ln); err != nil && !errors.Is(err, net.ErrClosed) {
 			return fmt.Errorf("http: %w", err)
 		}
 		return nil
 	})
 	g.Go(func() error {
-		defer close(a.workDone)
+		defer close(st.workDone)
 		if len(cfg.Routes) == 0 {
 			return nil // nothing to route: no consumer, no workers
 		}
-		return engine.Run(workCtx, js)
+		return s.engine.Run(workCtx, s.bus.JetStream())
 	})
 	g.Go(func() error {
 		// A watch that stops (the bus restarted, the connection was cut) is
 		// started again: it must never take the gateway down.
 		return keepRunning(gctx, log, "runtime sources watch", func(ctx context.Context) error {
-			return store.Watch(ctx, func(s []config.Source) {
-				if err := gw.SetRuntimeSources(s); err != nil {
-					log.Warn("runtime sources", "err", secrets.Redact(err.Error()))
+			return s.sources.Watch(ctx, func(src []config.Source) {
+				if err := s.gw.SetRuntimeSources(src); err != nil {
+					log.Warn("runtime sources", "err", s.secrets.Redact(err.Error()))
 				}
 			})
 		})
@@ -241,61 +235,108 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, redact red
 			case <-gctx.Done():
 				return nil
 			case <-t.C:
-				if dead, err := queue.Dead(gctx); err == nil {
-					m.SetJobsDead(len(dead))
+				if dead, err := s.queue.Dead(gctx); err == nil {
+					s.metrics.SetJobsDead(len(dead))
 				}
 			}
 		}
 	})
+	if s.pprof != nil {
+		g.Go(func() error {
+			log.Info("pprof listening", "addr", s.pprof.Addr)
+			// profiling that cannot listen is not a reason to stop serving
+			if err := s.pprof.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				log.Warn("pprof listener", "addr", s.pprof.Addr, "err", err)
+			}
+			return nil
+		})
+	}
 	g.Go(func() error {
 		<-gctx.Done()
-		return a.shutdown()
+		return s.shutdown(st)
 	})
 	return g.Wait()
+}
+
+// stages are the parts of Run that shutdown stops one at a time: the job
+// workers (workStop, then workDone is closed when they have returned) and
+// the history writer (histStop, histDone).
+type stages struct {
+	workStop, histStop context.CancelFunc
+	workDone, histDone chan struct{}
 }
 
 // shutdown runs the graceful stop in order: readiness off, stop accepting,
 // finish in-flight requests, hand back jobs, drain the bus, flush history.
 // All of it within server.shutdown_timeout.
-func (a *app) shutdown() error {
-	deadline := a.cfg.Server.ShutdownTimeout.D()
+func (s *server) shutdown(st stages) error {
+	deadline := s.cfg.Server.ShutdownTimeout.D()
 	ctx, cancel := context.WithTimeout(context.Background(), deadline)
 	defer cancel()
-	a.log.Info("shutting down", "timeout", deadline)
-	a.gw.SetDraining() // 1. /readyz answers 503
-	if d := a.cfg.Server.DrainDelay.D(); d > 0 {
+	s.log.Info("shutting down", "timeout", deadline)
+	s.gw.SetDraining() // 1. /readyz answers 503
+	if d := s.cfg.Server.DrainDelay.D(); d > 0 {
 		// give load balancers time to see it before the listener closes
 		time.Sleep(min(d, remaining(ctx)))
 	}
 	var errs []error
 	// 2 and 3: stop accepting connections, let in-flight requests finish
-	if err := a.gw.Shutdown(ctx); err != nil {
+	if err := s.gw.Shutdown(ctx); err != nil {
 		errs = append(errs, fmt.Errorf("http shutdown: %w", err))
 	}
 	// 4. workers finish their job or hand it back (nak)
-	a.workStop()
+	st.workStop()
 	select {
-	case <-a.workDone:
+	case <-st.workDone:
 	case <-ctx.Done():
 		errs = append(errs, errors.New("job workers did not stop within shutdown_timeout"))
 	}
 	// 5. the bus drains
-	if err := a.bus.Drain(remaining(ctx)); err != nil {
+	if err := s.bus.Drain(remaining(ctx)); err != nil {
 		errs = append(errs, err)
 	}
 	// 6. history flushes (what cannot reach ClickHouse stays in the spool)
-	a.histStop()
+	st.histStop()
 	select {
-	case <-a.histDone:
+	case <-st.histDone:
 	case <-ctx.Done():
 		errs = append(errs, errors.New("history flush did not finish within shutdown_timeout; rows stay in the spool"))
 	}
+	// 7. the profiling listener closes last, so a slow shutdown can be profiled
+	if s.pprof != nil {
+		s.pprof.Close()
+	}
 	if err := errors.Join(errs...); err != nil {
-		a.log.Warn("shutdown incomplete", "err", err)
+		s.log.Warn("shutdown incomplete", "err", err)
 		return err
 	}
-	a.log.Info("shut down cleanly")
+	s.log.Info("shut down cleanly")
 	return nil
+}
+
+// Close releases what newServer opened, in reverse order: the listener
+// (when Run never served it), the bus, history (its files and spool closed
+// after its last flush), the secret store. Call it after Run has returned.
+func (s *server) Close() {
+	if s.ln != nil {
+		s.ln.Close() // already closed when Run served it
+	}
+	if s.pprof != nil {
+		s.pprof.Close()
+	}
+	if s.bus != nil {
+		s.bus.Close()
+	}
+	if s.hist != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := s.hist.Close(ctx); err != nil {
+			s.log.Warn("history close", "err", err)
+		}
+	}
+	if s.secrets != nil {
+		s.secrets.Close()
+	}
 }
 
 func remaining(ctx context.Context) time.Duration {

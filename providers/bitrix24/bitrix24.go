@@ -47,7 +47,14 @@ func New(c Config) (*Provider, error) {
 
 // Constructor builds the provider of a config source; auth_parameter, when
 // set, names the token field.
+// Options declares the options of bitrix24 sources: none, so any option set
+// on one is reported as unknown.
+var Options = providers.Options{}
+
 func Constructor(src config.Source) (providers.Provider, error) {
+	if _, err := Options.Parse(src.Options); err != nil {
+		return nil, err
+	}
 	return New(Config{TokenParameter: src.AuthParameter})
 }
 

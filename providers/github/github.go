@@ -63,7 +63,14 @@ func New(c Config) (*Provider, error) {
 }
 
 // Constructor builds the provider of a config source.
+// Options declares the options of github sources: none, so any option set
+// on one is reported as unknown.
+var Options = providers.Options{}
+
 func Constructor(src config.Source) (providers.Provider, error) {
+	if _, err := Options.Parse(src.Options); err != nil {
+		return nil, err
+	}
 	return New(Config{Event: src.Event})
 }
 

@@ -79,17 +79,24 @@ func New(c Config) (*Provider, error) {
 	return &Provider{event: c.Event, verifier: v}, nil
 }
 
+// Options declares the options of standard sources.
+var Options = providers.Options{
+	{Name: "tolerance", Kind: providers.Duration, Doc: "how far webhook-timestamp may be from now, either way (default 5m)"},
+}
+
 // Constructor builds the provider of a config source: its event is the
-// default event name; options.tolerance (a duration) overrides the
-// tolerance.
+// default event name; options.tolerance overrides the tolerance.
 func Constructor(src config.Source) (providers.Provider, error) {
+	opts, err := Options.Parse(src.Options)
+	if err != nil {
+		return nil, err
+	}
 	c := Config{Event: src.Event}
-	if s := src.Options["tolerance"]; s != "" {
-		var d config.Duration
-		if err := d.UnmarshalText([]byte(s)); err != nil {
-			return nil, errors.New("standard: options.tolerance: " + err.Error())
+	if d, ok := opts.Duration("tolerance"); ok {
+		if d < 0 {
+			return nil, &providers.OptionError{Option: "tolerance", Err: errors.New("must not be negative")}
 		}
-		c.Tolerance = d.D()
+		c.Tolerance = d
 	}
 	return New(c)
 }

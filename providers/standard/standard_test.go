@@ -2,6 +2,7 @@ package standard_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -189,11 +190,17 @@ func TestConstructor(t *testing.T) {
 		{"tolerance", config.Source{ID: "s", Options: map[string]string{"tolerance": "10m"}}, false},
 		{"bad tolerance", config.Source{ID: "s", Options: map[string]string{"tolerance": "soon"}}, true},
 		{"negative tolerance", config.Source{ID: "s", Options: map[string]string{"tolerance": "-1m"}}, true},
+		{"unknown option", config.Source{ID: "s", Options: map[string]string{"tolerence": "1m"}}, true},
 	}
 	for _, tc := range tests {
 		_, err := standard.Constructor(tc.src)
 		if (err != nil) != tc.wantErr {
 			t.Errorf("Constructor(%s) = %v; want error %v", tc.name, err, tc.wantErr)
+		}
+		// an option's problem is reported at its key path
+		var oe *providers.OptionError
+		if err != nil && (!errors.As(err, &oe) || len(providers.Problems(err)) != 1) {
+			t.Errorf("Constructor(%s) = %v; want one *providers.OptionError", tc.name, err)
 		}
 	}
 	// A longer tolerance takes a 9-minute-old request.

@@ -59,7 +59,14 @@ func New(c Config) (*Provider, error) {
 
 // Constructor builds the provider of a config source: auth_parameter names
 // the token parameter, event the event name.
+// Options declares the options of token sources: none, so any option set
+// on one is reported as unknown.
+var Options = providers.Options{}
+
 func Constructor(src config.Source) (providers.Provider, error) {
+	if _, err := Options.Parse(src.Options); err != nil {
+		return nil, err
+	}
 	p, err := New(Config{Parameter: src.AuthParameter, Event: src.Event})
 	if err != nil {
 		return nil, fmt.Errorf("auth_parameter: %w", err)
