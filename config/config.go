@@ -224,7 +224,7 @@ func (d *Duration) UnmarshalText(b []byte) error {
 	}
 	v, err := time.ParseDuration(s)
 	if err != nil {
-		return fmt.Errorf("bad duration %q", s)
+		return fmt.Errorf("bad duration %q (want a number and a unit: ms, s, m or h, as in 90s, 15m, 36h; a day is 24h)", s)
 	}
 	*d = Duration(v)
 	return nil

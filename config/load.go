@@ -102,19 +102,34 @@ func Load(path string, environ []string) (*Config, error) {
 // together: unknown keys and bad durations along with unknown providers,
 // duplicate ids and missing secret references.
 func LoadValid(path string, environ []string, known Known) (*Config, error) {
-	cfg, err := Load(path, environ)
-	var problems Problems
-	if err != nil && !errors.As(err, &problems) {
+	cfg, problems, err := LoadChecked(path, environ, known)
+	if err != nil {
 		return nil, err
-	}
-	if cfg != nil {
-		var vp Problems
-		if verr := cfg.Validate(known); errors.As(verr, &vp) {
-			problems = append(problems, vp...)
-		}
 	}
 	if len(problems) > 0 {
 		return nil, problems
+	}
+	return cfg, nil
+}
+
+// LoadChecked is LoadValid that also returns the config read when it has
+// problems (for hookgate check, which goes on to its secrets). err is an
+// error other than the config's problems (the file cannot be read).
+func LoadChecked(path string, environ []string, known Known) (*Config, Problems, error) {
+	cfg, err := Load(path, environ)
+	var problems Problems
+	if err != nil && !errors.As(err, &problems) {
+		return nil, nil, err
+	}
+	if cfg == nil {
+		return nil, problems, nil
+	}
+	var vp Problems
+	if verr := cfg.Validate(known); errors.As(verr, &vp) {
+		problems = append(problems, vp...)
+	}
+	if len(problems) > 0 {
+		return cfg, problems, nil
 	}
 	if cfg.Bus.DedupWindow == 0 {
 		cfg.Bus.DedupWindow = Duration(DefaultDedupWindow)
@@ -122,7 +137,7 @@ func LoadValid(path string, environ []string, known Known) (*Config, error) {
 			cfg.Bus.DedupWindow = Duration(max(DefaultDedupWindow, longest+DedupSkew))
 		}
 	}
-	return cfg, nil
+	return cfg, nil, nil
 }
 
 // Parse is Load for YAML already in memory. On problems it returns them

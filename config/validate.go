@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/url"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 )
@@ -325,7 +326,12 @@ func ValidateSource(path string, s Source, providers map[string]bool) Problems {
 	if s.Provider == "" {
 		add(path+".provider", "must be set")
 	} else if !providers[s.Provider] {
-		add(path+".provider", "unknown provider %q", s.Provider)
+		names := make([]string, 0, len(providers))
+		for n := range providers {
+			names = append(names, n)
+		}
+		slices.Sort(names)
+		add(path+".provider", "unknown provider %q (want one of %s)", s.Provider, strings.Join(names, ", "))
 	}
 	checkRef(add, path+".secret", s.Secret)
 	if s.MaxBodyBytes < 0 {

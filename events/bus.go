@@ -174,6 +174,13 @@ func startEmbedded(cfg config.Bus, dataDir, token string, o options) (*server.Se
 		if err != nil {
 			return nil, fmt.Errorf("events: bus.listen %q: bad port", cfg.Listen)
 		}
+		// a taken port fails at once, by name (the server would only
+		// say it is not ready after its 15 s wait)
+		l, err := net.Listen("tcp", cfg.Listen)
+		if err != nil {
+			return nil, fmt.Errorf("events: bus.listen %s: %w", cfg.Listen, err)
+		}
+		l.Close()
 		sopts.Host, sopts.Port = host, p
 		if cfg.TLS.CertFile != "" {
 			tc, err := server.GenTLSConfig(&server.TLSConfigOpts{CertFile: cfg.TLS.CertFile, KeyFile: cfg.TLS.KeyFile})

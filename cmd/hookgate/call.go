@@ -22,8 +22,8 @@ import (
 // running gateway's).
 func cmdCall(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs, path := flags("call", stderr)
-	if err := fs.Parse(args); err != nil {
-		return exitError(2)
+	if err := parseArgs(fs, args); err != nil {
+		return parseExit(err)
 	}
 	if fs.NArg() < 2 {
 		fmt.Fprintln(stderr, "usage: hookgate call [--config FILE] PORTAL METHOD [key=value ...]")

@@ -23,19 +23,12 @@ import (
 func cmdDead(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs, path := flags("dead", stderr)
 	asJSON := fs.Bool("json", false, "list as JSON")
-	if err := fs.Parse(args); err != nil {
-		return exitError(2)
+	if err := parseArgs(fs, args); err != nil {
+		return parseExit(err)
 	}
-	if fs.NArg() > 1 && fs.Arg(0) == "list" {
-		// flags after the subcommand: dead list --json
-		if err := fs.Parse(fs.Args()[1:]); err != nil {
-			return exitError(2)
-		}
-		if fs.NArg() > 0 {
-			fmt.Fprintln(stderr, "usage: hookgate dead [--config FILE] list [--json] | replay ID")
-			return exitError(2)
-		}
-		return deadList(ctx, *path, *asJSON, stdout)
+	if fs.Arg(0) == "list" && fs.NArg() > 1 {
+		fmt.Fprintln(stderr, "usage: hookgate dead [--config FILE] list [--json] | replay ID")
+		return exitError(2)
 	}
 	if fs.NArg() == 0 || (fs.Arg(0) == "replay" && fs.NArg() != 2) || (fs.Arg(0) != "list" && fs.Arg(0) != "replay") {
 		fmt.Fprintln(stderr, "usage: hookgate dead [--config FILE] list [--json] | replay ID")

@@ -11,6 +11,13 @@ import (
 // cmdHistory prints an event's trace (--event-id) or a summary table
 // (--source, --since) from ClickHouse or the NDJSON history files.
 func cmdHistory(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	for _, a := range args {
+		if a == "-h" || a == "-help" || a == "--help" {
+			fs, _ := flags("history", stdout)
+			fs.Usage()
+			return nil
+		}
+	}
 	path, rest := configArg(args)
 	cfg, err := loadConfig(path)
 	if err != nil {

@@ -12,8 +12,8 @@ import (
 // cmdMigrate creates or upgrades the ClickHouse schema.
 func cmdMigrate(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs, path := flags("migrate", stderr)
-	if err := fs.Parse(args); err != nil {
-		return exitError(2)
+	if err := parseArgs(fs, args); err != nil {
+		return parseExit(err)
 	}
 	cfg, err := loadConfig(*path)
 	if err != nil {

@@ -21,8 +21,8 @@ import (
 // After enabling, replay the route's dead jobs (hookgate dead replay ID).
 func cmdRoutes(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs, path := flags("routes", stderr)
-	if err := fs.Parse(args); err != nil {
-		return exitError(2)
+	if err := parseArgs(fs, args); err != nil {
+		return parseExit(err)
 	}
 	usage := func() error {
 		fmt.Fprintln(stderr, "usage: hookgate routes [--config FILE] disabled | enable NAME")

@@ -12,6 +12,7 @@ import (
 	"os"
 	"runtime"
 	"runtime/debug"
+	"strings"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -31,8 +32,8 @@ import (
 
 func cmdServe(ctx context.Context, args []string, stderr io.Writer) error {
 	fs, path := flags("serve", stderr)
-	if err := fs.Parse(args); err != nil {
-		return exitError(2)
+	if err := parseArgs(fs, args); err != nil {
+		return parseExit(err)
 	}
 	// the whole config, provider options and route templates included, is
 	// checked before anything is opened or created
@@ -188,8 +189,14 @@ func newServer(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *se
 // workers outlive ctx, as shutdown stops them in its own order.
 func (s *server) Run(ctx context.Context) error {
 	cfg, log := s.cfg, s.log
+	runtime := 0
+	for _, src := range s.gw.Sources() {
+		if src.Runtime {
+			runtime++
+		}
+	}
 	log.Info("hookgate serving", "version", hookgate.Version, "listen", s.ln.Addr().String(),
-		"sources", len(cfg.Sources), "routes", len(cfg.Routes), "portals", len(cfg.Portals),
+		"sources", len(cfg.Sources)+runtime, "runtime_sources", runtime, "routes", len(cfg.Routes), "portals", len(cfg.Portals),
 		"bus_embedded", s.bus.Embedded(), "bus_listen", cfg.Bus.Listen, "admin", cfg.Admin.Token != "")
 	histCtx, histStop := context.WithCancel(context.WithoutCancel(ctx))
 	defer histStop()
@@ -434,7 +441,11 @@ func checkSecrets(ctx context.Context, cfg *config.Config, s *vault.Store, log *
 		case hookgate.EUnavailable:
 			log.Warn("secret store unavailable at start; sources using it answer 503 until it is back", "ref", ref)
 		default:
-			problems = append(problems, config.Problem{Path: path, Message: fmt.Sprintf("secret %q: %s", ref, hookgate.ErrorMessage(err))})
+			msg := hookgate.ErrorMessage(err)
+			if !strings.Contains(msg, ref) {
+				msg = fmt.Sprintf("secret %q: %s", ref, msg)
+			}
+			problems = append(problems, config.Problem{Path: path, Message: msg})
 		}
 	}
 	for i, src := range cfg.Sources {

@@ -18,8 +18,8 @@ import (
 // running gateway's bus (bus.url, else bus.listen).
 func cmdTail(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs, path := flags("tail", stderr)
-	if err := fs.Parse(args); err != nil {
-		return exitError(2)
+	if err := parseArgs(fs, args); err != nil {
+		return parseExit(err)
 	}
 	cfg, err := loadConfig(*path)
 	if err != nil {
