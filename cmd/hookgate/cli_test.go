@@ -201,4 +201,11 @@ func TestHelpBlockInDocs(t *testing.T) {
 	if !strings.Contains(string(doc), "```\n$ hookgate help\n"+out+"```\n") {
 		t.Errorf("docs/operations.md's help block differs from `hookgate help`:\n%s", out)
 	}
+	contract, err := os.ReadFile("../../docs/contract.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(contract), "```\n"+out+"```\n") {
+		t.Errorf("docs/contract.md's command block differs from `hookgate help`:\n%s", out)
+	}
 }

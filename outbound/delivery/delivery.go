@@ -295,7 +295,7 @@ func transportCode(parent, actx context.Context, err error) string {
 	if errors.As(err, &ne) && ne.Timeout() {
 		return "timeout"
 	}
-	return "connection_error"
+	return "network" // the one code for a failure below HTTP, as outbound.ErrorCode
 }
 
 // stripURL removes the request URL from a *url.Error (it may carry

@@ -196,7 +196,7 @@ func TestTransportFailures(t *testing.T) {
 		wantCode string
 	}{
 		{"timeout", slow.URL, "timeout"},
-		{"connection refused", closed, "connection_error"},
+		{"connection refused", closed, "network"},
 	}
 	for _, tc := range tests {
 		rec := &recorder{}
