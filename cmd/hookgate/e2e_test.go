@@ -30,7 +30,10 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	binPath = filepath.Join(dir, "hookgate")
-	out, err := exec.Command("go", "build", "-o", binPath, ".").CombinedOutput()
+	// -race: the end-to-end, fault and two-instance tests run the real
+	// binary; a data race in it fails them (the race detector exits 66
+	// and the process helpers report it).
+	out, err := exec.Command("go", "build", "-race", "-o", binPath, ".").CombinedOutput()
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "build hookgate: %v\n%s", err, out)
 		os.Exit(1)
@@ -77,6 +80,12 @@ func startGateway(t *testing.T, path string, env ...string) *gatewayProc {
 		fmt.Sprintf("HOOKGATE_SERVER_LISTEN=127.0.0.1:%d", httpPort),
 		fmt.Sprintf("HOOKGATE_BUS_LISTEN=127.0.0.1:%d", busPort))
 	g.Process = testenv.StartProcessEnv(t, env, binPath, "serve", "--config", path)
+	// Runs before the process's own cleanup (LIFO): stop it, then read
+	// its whole log for what the race detector wrote.
+	t.Cleanup(func() {
+		g.Stop()
+		checkNoRace(t, filepath.Join(g.Process.Dir(), filepath.Base(binPath)+".log"))
+	})
 	if err := waitHealthy(g.URL, 15*time.Second); err != nil {
 		t.Fatalf("gateway not healthy: %v\n%s", err, g.Log())
 	}
@@ -111,6 +120,21 @@ func waitHealthy(base string, timeout time.Duration) error {
 			return fmt.Errorf("no /healthz after %v: %v", timeout, err)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// checkNoRace fails the test when the log of a process built with -race
+// holds a race report (the binary keeps running after one; only its exit
+// status, which nobody reads after a SIGTERM, would say so).
+func checkNoRace(t *testing.T, logPath string) {
+	t.Helper()
+	b, err := os.ReadFile(logPath)
+	if err != nil {
+		t.Errorf("read the gateway's log: %v", err)
+		return
+	}
+	if i := strings.Index(string(b), "WARNING: DATA RACE"); i >= 0 {
+		t.Errorf("the race detector reported a data race in hookgate serve:\n%s", b[i:min(len(b), i+6000)])
 	}
 }
 
@@ -213,15 +237,6 @@ func (tl *tailer) next(t *testing.T, within time.Duration) hookgate.Event {
 	return hookgate.Event{}
 }
 
-func (tl *tailer) none(t *testing.T, within time.Duration) {
-	t.Helper()
-	select {
-	case ev := <-tl.events:
-		t.Errorf("hookgate tail printed an unexpected event: %+v", ev)
-	case <-time.After(within):
-	}
-}
-
 const formType = "application/x-www-form-urlencoded"
 
 func bitrixForm(token, dealID, ts string) string {
@@ -314,7 +329,17 @@ sources:
 	if status != 401 || body3["error"] != "invalid_token" {
 		t.Errorf("wrong token: %d %v; want 401 invalid_token", status, body3)
 	}
-	tl.none(t, 500*time.Millisecond) // neither the duplicate nor the rejected call published
+	// Neither the duplicate nor the rejected call published: the next
+	// event tail prints is a later accepted one (tail prints in stream
+	// order), not a sleep that hopes nothing comes.
+	status, later := post(t, hook, formType, bitrixForm(oldTok, "10", "1766047126"), nil)
+	if status != 200 || later["status"] != "accepted" {
+		t.Fatalf("a later call: %d %v; want 200 accepted", status, later)
+	}
+	if ev := tl.next(t, 5*time.Second); ev.ID != later["id"] {
+		t.Errorf("tail printed event %s (%s, deal %s) before the later call's %s; want nothing from the duplicate or the rejected call",
+			ev.ID, ev.Type, ev.Data.Params["data[FIELDS][ID]"], later["id"])
+	}
 
 	// rotation: the new token validates within cache_ttl, the old one
 	// still inside rotation_grace
