@@ -94,7 +94,11 @@ func TestEventGolden(t *testing.T) {
 	if err != nil {
 		t.Fatalf("events.Open: %v", err)
 	}
-	t.Cleanup(func() { bus.Close() })
+	t.Cleanup(func() {
+		if err := bus.Close(); err != nil {
+			t.Errorf("close bus: %v", err)
+		}
+	})
 
 	sources := []config.Source{
 		{ID: "bitrix24-deals", Provider: "bitrix24", Secret: "bitrix24/deals"},
