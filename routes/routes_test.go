@@ -105,7 +105,12 @@ type platform struct {
 
 func (p *platform) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	started := time.Now()
-	body, _ := io.ReadAll(r.Body)
+	body, err := io.ReadAll(r.Body)
+	if err != nil {
+		// the delivery fails where the test sees it
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
 	n := p.inflight.Add(1)
 	defer p.inflight.Add(-1)
 	for {

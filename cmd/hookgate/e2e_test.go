@@ -156,7 +156,10 @@ func post(t *testing.T, rawURL, ctype, body string, hdr map[string]string) (int,
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("POST %s: read the answer: %v", rawURL, err)
+	}
 	out := map[string]string{}
 	if err := json.Unmarshal(b, &out); err != nil {
 		t.Fatalf("POST %s: answer %q is not a JSON object", rawURL, b)
@@ -254,7 +257,10 @@ func bitrixForm(token, dealID, ts string) string {
 // TestSampleConfigHealthz: the README's first command answers /healthz
 // within 2 s of starting.
 func TestSampleConfigHealthz(t *testing.T) {
-	root, _ := filepath.Abs("../..")
+	root, err := filepath.Abs("../..")
+	if err != nil {
+		t.Fatal(err)
+	}
 	dir := t.TempDir()
 	httpPort, busPort := testenv.FreePort(t), testenv.FreePort(t)
 	start := time.Now()
@@ -366,10 +372,21 @@ sources:
 	for len(tl.raw) > 0 {
 		seen = append(seen, <-tl.raw)
 	}
-	seen = append(seen, g.Log())
-	hist, _ := filepath.Glob(filepath.Join(filepath.Dir(cfg), "data/history/*.ndjson"))
+	// the whole log: g.Log() is only its last 4 KB
+	logText, err := os.ReadFile(filepath.Join(g.Process.Dir(), filepath.Base(binPath)+".log"))
+	if err != nil {
+		t.Fatalf("the gateway's log: %v", err)
+	}
+	seen = append(seen, string(logText))
+	hist, err := filepath.Glob(filepath.Join(filepath.Dir(cfg), "data/history/*.ndjson"))
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, f := range hist {
-		b, _ := os.ReadFile(f)
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatalf("history file: %v", err)
+		}
 		seen = append(seen, string(b))
 	}
 	if len(hist) == 0 {

@@ -33,10 +33,26 @@ type platform struct {
 type delivered struct {
 	header http.Header
 	body   []byte
+	deal   string // data.params["data[FIELDS][ID]"]
 }
 
+// ServeHTTP answers 400 to a body it cannot read or decode: the delivery
+// fails where the test sees it, instead of a delivery that counts for no
+// deal.
 func (p *platform) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	body, _ := io.ReadAll(r.Body)
+	body, err := io.ReadAll(r.Body)
+	var ev struct {
+		Data struct {
+			Params map[string]string `json:"params"`
+		} `json:"data"`
+	}
+	if err == nil {
+		err = json.Unmarshal(body, &ev)
+	}
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.attempts[r.Header.Get("webhook-id")]++
@@ -44,7 +60,7 @@ func (p *platform) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusServiceUnavailable)
 		return
 	}
-	p.deliveries = append(p.deliveries, delivered{header: r.Header.Clone(), body: body})
+	p.deliveries = append(p.deliveries, delivered{header: r.Header.Clone(), body: body, deal: ev.Data.Params["data[FIELDS][ID]"]})
 	w.WriteHeader(http.StatusNoContent)
 }
 
@@ -67,13 +83,7 @@ func (p *platform) forDeal(id string) []delivered {
 	defer p.mu.Unlock()
 	var out []delivered
 	for _, d := range p.deliveries {
-		var ev struct {
-			Data struct {
-				Params map[string]string `json:"params"`
-			} `json:"data"`
-		}
-		json.Unmarshal(d.body, &ev)
-		if ev.Data.Params["data[FIELDS][ID]"] == id {
+		if d.deal == id {
 			out = append(out, d)
 		}
 	}
