@@ -176,6 +176,12 @@ type Observer struct {
 	Attempt func(j *Job, attempt int, err error, took time.Duration)
 	// Dead reports a dead-lettered job.
 	Dead func(d DeadJob)
+	// Parked reports a job put back to wait for its next attempt, after
+	// a failure or on a delivery that came before it was due: now is
+	// the queue's clock when it decided, next the attempt's time. Until
+	// the clock reaches next, the job's partition sleeps; a test with a
+	// fake clock waits for this instead of sleeping.
+	Parked func(j *Job, now, next time.Time)
 }
 
 // Option configures a Queue.

@@ -60,6 +60,44 @@ type clock struct{ offset atomic.Int64 }
 func (c *clock) Now() time.Time          { return time.Now().Add(time.Duration(c.offset.Load())) }
 func (c *clock) Advance(d time.Duration) { c.offset.Add(int64(d)) }
 
+// parkings records the queue's wake-ups (Observer.Parked): a test that
+// must show nothing runs before the clock moves waits until the queue
+// has looked at the clock and parked the job, instead of sleeping.
+type parkings struct {
+	mu   sync.Mutex
+	list []parking
+}
+
+type parking struct {
+	id        string
+	now, next time.Time
+}
+
+func (p *parkings) observe(j *Job, now, next time.Time) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.list = append(p.list, parking{j.ID, now, next})
+}
+
+// after waits until job id is parked by a look at the clock at or after
+// at, and returns that parking.
+func (p *parkings) after(t *testing.T, id string, at time.Time) parking {
+	t.Helper()
+	var got parking
+	eventually(t, 5*time.Second, "job "+id+" parked at or after "+at.Format(time.RFC3339Nano), func() bool {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		for _, k := range p.list {
+			if k.id == id && !k.now.Before(at) {
+				got = k
+				return true
+			}
+		}
+		return false
+	})
+	return got
+}
+
 // runner runs a queue in the background until stopped.
 type runner struct {
 	cancel context.CancelFunc
@@ -106,6 +144,27 @@ func enqueue(t *testing.T, q *Queue, jobs ...Job) {
 			t.Fatalf("Enqueue(%s): %v", j.ID, err)
 		}
 	}
+}
+
+// pending is q.Pending; an error fails the test rather than read as an
+// empty queue.
+func pending(t *testing.T, q *Queue) int {
+	t.Helper()
+	n, err := q.Pending(context.Background())
+	if err != nil {
+		t.Fatalf("Pending: %v", err)
+	}
+	return n
+}
+
+// deadJobs is q.Dead; an error fails the test.
+func deadJobs(t *testing.T, q *Queue) []DeadJob {
+	t.Helper()
+	d, err := q.Dead(context.Background())
+	if err != nil {
+		t.Fatalf("Dead: %v", err)
+	}
+	return d
 }
 
 // eventually polls cond until it holds or timeout passes.
@@ -205,7 +264,7 @@ func TestScheduleFollowed(t *testing.T) {
 	if len(dead) != 1 || dead[0].Attempts != 4 || dead[0].LastError != errDown.Error() || dead[0].Job.Key != "deal/1" {
 		t.Errorf("Dead = %+v; want sched-1 after 4 attempts with %q", dead, errDown)
 	}
-	eventually(t, 5*time.Second, "empty queue", func() bool { n, _ := q.Pending(context.Background()); return n == 0 })
+	eventually(t, 5*time.Second, "empty queue", func() bool { return pending(t, q) == 0 })
 }
 
 // TestInjectedClock shows the schedule is judged by the injected clock:
@@ -214,9 +273,10 @@ func TestInjectedClock(t *testing.T) {
 	bus := openBus(t, t.TempDir())
 	defer bus.Close()
 	clk := &clock{}
+	var parked parkings
 	q := newQueue(t, bus.JetStream(), Config{
 		Schedule: []time.Duration{time.Hour, 6 * time.Hour}, Partitions: 1, Recheck: 20 * time.Millisecond,
-	}, WithClock(clk.Now))
+	}, WithClock(clk.Now), WithObserver(Observer{Parked: parked.observe}))
 	var rec attempts
 	run(t, q, func(ctx context.Context, j *Job, attempt int) error {
 		rec.add(ctx, j, attempt, clk.Now())
@@ -227,12 +287,18 @@ func TestInjectedClock(t *testing.T) {
 	})
 	enqueue(t, q, Job{ID: "clock-1", Key: "k"})
 	eventually(t, 5*time.Second, "first attempt", func() bool { return len(rec.of("clock-1")) == 1 })
-	time.Sleep(300 * time.Millisecond)
+	// The queue looks at the clock again (a recheck) and parks the job
+	// for the hour: only then is "not run again" a fact, not a hope.
+	first := rec.of("clock-1")[0].at
+	k := parked.after(t, "clock-1", clk.Now())
+	if k.next.Before(first.Add(time.Hour)) {
+		t.Errorf("parked until %v; want an hour after the first attempt (%v)", k.next, first.Add(time.Hour))
+	}
 	if n := len(rec.of("clock-1")); n != 1 {
 		t.Fatalf("attempts before the clock moved = %d; want 1", n)
 	}
 	clk.Advance(59 * time.Minute)
-	time.Sleep(300 * time.Millisecond)
+	parked.after(t, "clock-1", clk.Now())
 	if n := len(rec.of("clock-1")); n != 1 {
 		t.Fatalf("attempts 59 minutes on = %d; want 1", n)
 	}
@@ -240,7 +306,7 @@ func TestInjectedClock(t *testing.T) {
 	eventually(t, 5*time.Second, "second attempt", func() bool { return len(rec.of("clock-1")) == 2 })
 	clk.Advance(6 * time.Hour)
 	eventually(t, 5*time.Second, "third attempt", func() bool { return len(rec.of("clock-1")) == 3 })
-	eventually(t, 5*time.Second, "empty queue", func() bool { n, _ := q.Pending(context.Background()); return n == 0 })
+	eventually(t, 5*time.Second, "empty queue", func() bool { return pending(t, q) == 0 })
 }
 
 func TestRetryAfterAndPermanent(t *testing.T) {
@@ -264,7 +330,7 @@ func TestRetryAfterAndPermanent(t *testing.T) {
 	if gap := c[1].at.Sub(c[0].at); gap < 150*time.Millisecond || gap > time.Second {
 		t.Errorf("retry after Retry-After 150ms came after %v", gap)
 	}
-	eventually(t, 5*time.Second, "dead", func() bool { d, _ := q.Dead(context.Background()); return len(d) == 1 })
+	eventually(t, 5*time.Second, "dead", func() bool { return len(deadJobs(t, q)) == 1 })
 	if n := len(rec.of("perm")); n != 1 {
 		t.Errorf("permanent failure attempts = %d; want 1", n)
 	}
@@ -357,9 +423,12 @@ func TestEnqueueDedup(t *testing.T) {
 	run(t, q, func(ctx context.Context, j *Job, attempt int) error { rec.add(ctx, j, attempt, time.Now()); return nil })
 	eventually(t, 5*time.Second, "run", func() bool { return rec.count() == 1 })
 	enqueue(t, q, j) // after it ran: still within the window
-	time.Sleep(200 * time.Millisecond)
-	if n := rec.count(); n != 1 {
-		t.Errorf("handler calls = %d; want 1", n)
+	// A later job of the same key runs after j would have (one partition,
+	// in stream order): once it ran, a stored duplicate would have too.
+	enqueue(t, q, Job{ID: "event-2/deal-sync", Key: j.Key, EventID: "event-2"})
+	eventually(t, 5*time.Second, "the later job", func() bool { return len(rec.of("event-2/deal-sync")) == 1 })
+	if n := len(rec.of(j.ID)); n != 1 {
+		t.Errorf("handler calls for %s = %d; want 1", j.ID, n)
 	}
 }
 
@@ -378,15 +447,15 @@ func TestDeadLetterAndReplay(t *testing.T) {
 	})
 	id := "0b3d-event/deal sync" // not a plain KV key
 	enqueue(t, q, Job{ID: id, Kind: "route", Key: "deals/9", EventID: "0b3d-event", Payload: []byte(`{"x":1}`)})
-	eventually(t, 5*time.Second, "dead letter", func() bool { d, _ := q.Dead(context.Background()); return len(d) == 1 })
-	dead, _ := q.Dead(context.Background())
+	eventually(t, 5*time.Second, "dead letter", func() bool { return len(deadJobs(t, q)) == 1 })
+	dead := deadJobs(t, q)
 	if d := dead[0]; d.Job.ID != id || d.Attempts != 3 || d.LastError != "portal down" || string(d.Job.Payload) != `{"x":1}` || d.DeadAt.IsZero() {
 		t.Errorf("Dead()[0] = %+v; want %q after 3 attempts", d, id)
 	}
 	// the dead letter is stored before the message is terminated: the
 	// queue empties a moment after Dead lists the job
 	eventually(t, 5*time.Second, "no job pending after the dead letter", func() bool {
-		n, _ := q.Pending(context.Background())
+		n := pending(t, q)
 		return n == 0
 	})
 	if err := q.Replay(context.Background(), "no-such-job"); !errors.Is(err, ErrNotFound) {
@@ -404,7 +473,7 @@ func TestDeadLetterAndReplay(t *testing.T) {
 	if d, err := q.Dead(context.Background()); err != nil || d == nil || len(d) != 0 {
 		t.Errorf("Dead after replay = %v, %v; want none", d, err)
 	}
-	eventually(t, 5*time.Second, "empty queue", func() bool { n, _ := q.Pending(context.Background()); return n == 0 })
+	eventually(t, 5*time.Second, "empty queue", func() bool { return pending(t, q) == 0 })
 }
 
 // TestRestartSurvival stops the gateway (queue, connection and embedded
@@ -416,7 +485,8 @@ func TestRestartSurvival(t *testing.T) {
 	cfg := Config{Schedule: []time.Duration{delay}, Partitions: 2, AckWait: time.Second}
 
 	bus := openBus(t, dir)
-	q := newQueue(t, bus.JetStream(), cfg)
+	var parked parkings
+	q := newQueue(t, bus.JetStream(), cfg, WithObserver(Observer{Parked: parked.observe}))
 	var rec attempts
 	h := func(ctx context.Context, j *Job, attempt int) error {
 		rec.add(ctx, j, attempt, time.Now())
@@ -428,7 +498,7 @@ func TestRestartSurvival(t *testing.T) {
 	r := run(t, q, h)
 	enqueue(t, q, Job{ID: "survivor", Key: "deals/9"})
 	eventually(t, 5*time.Second, "first attempt", func() bool { return rec.count() == 1 })
-	time.Sleep(100 * time.Millisecond) // let the state be written
+	parked.after(t, "survivor", time.Time{}) // the retry state is written before the job is parked
 	r.stop(t)
 	bus.Close()
 
@@ -489,7 +559,21 @@ func TestTwoInstances(t *testing.T) {
 		enqueue(t, q1, Job{ID: "job-" + strconv.Itoa(i), Key: "k" + strconv.Itoa(i%50)})
 	}
 	eventually(t, 60*time.Second, "1000 jobs", func() bool { mu.Lock(); defer mu.Unlock(); return len(seen) == n })
-	time.Sleep(200 * time.Millisecond)
+	// One later job per partition: each runs after every job of its
+	// partition, a redelivered one included, so once all have run a
+	// second execution has shown up if there was one.
+	sentinels := map[int]string{}
+	for i := 0; len(sentinels) < cfg.Partitions; i++ {
+		if k := "sentinel" + strconv.Itoa(i); sentinels[q1.Partition(k)] == "" {
+			sentinels[q1.Partition(k)] = k
+			enqueue(t, q1, Job{ID: "sentinel-" + k, Key: k})
+		}
+	}
+	eventually(t, 30*time.Second, "a later job on every partition", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(seen) == n+cfg.Partitions
+	})
 	mu.Lock()
 	defer mu.Unlock()
 	for id, c := range seen {
@@ -548,8 +632,12 @@ func TestLongHandlerKeptAlive(t *testing.T) {
 		t.Fatal(err)
 	}
 	q2 := newQueue(t, js2, cfg)
-	var runs atomic.Int32
+	var runs, later atomic.Int32
 	h := func(ctx context.Context, j *Job, attempt int) error {
+		if j.ID != "long" {
+			later.Add(1)
+			return nil
+		}
 		runs.Add(1)
 		select {
 		case <-time.After(1200 * time.Millisecond):
@@ -560,8 +648,11 @@ func TestLongHandlerKeptAlive(t *testing.T) {
 	run(t, q1, h)
 	run(t, q2, h)
 	enqueue(t, q1, Job{ID: "long", Key: "k"})
-	eventually(t, 10*time.Second, "job done", func() bool { n, _ := q1.Pending(context.Background()); return runs.Load() > 0 && n == 0 })
-	time.Sleep(500 * time.Millisecond)
+	eventually(t, 10*time.Second, "job done", func() bool { return runs.Load() > 0 && pending(t, q1) == 0 })
+	// A later job of the same key (its one partition) runs after any
+	// redelivery of the long one: once it ran, a second run has shown up.
+	enqueue(t, q1, Job{ID: "later", Key: "k"})
+	eventually(t, 10*time.Second, "the later job", func() bool { return later.Load() == 1 })
 	if n := runs.Load(); n != 1 {
 		t.Errorf("a job running 4× AckWait ran %d times; want 1", n)
 	}

@@ -168,6 +168,7 @@ func (q *Queue) process(ctx context.Context, msg jetstream.Msg, h Handler) {
 	if st.NextAt.After(now) {
 		// Not due yet (a redelivery, a restart, or a recheck).
 		_ = msg.NakWithDelay(min(st.NextAt.Sub(now), q.cfg.Recheck))
+		q.observeParked(&j, now, st.NextAt)
 		return
 	}
 	attempt := st.Attempt + 1
@@ -217,6 +218,13 @@ func (q *Queue) process(ctx context.Context, msg jetstream.Msg, h Handler) {
 	}
 	log.Info("job attempt failed", "attempt", attempt, "next_at", st.NextAt, "err", herr)
 	_ = msg.NakWithDelay(min(delay, q.cfg.Recheck))
+	q.observeParked(&j, now, st.NextAt)
+}
+
+func (q *Queue) observeParked(j *Job, now, next time.Time) {
+	if q.obs.Parked != nil {
+		q.obs.Parked(j, now, next)
+	}
 }
 
 func (q *Queue) observeAttempt(j *Job, attempt int, err error, took time.Duration) {

@@ -105,7 +105,12 @@ type platform struct {
 
 func (p *platform) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	started := time.Now()
-	body, _ := io.ReadAll(r.Body)
+	body, err := io.ReadAll(r.Body)
+	if err != nil {
+		// the delivery fails where the test sees it
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
 	n := p.inflight.Add(1)
 	defer p.inflight.Add(-1)
 	for {
@@ -169,6 +174,7 @@ type env struct {
 	rec      *recorder
 	routes   []config.Route
 	jobsCfg  jobs.Config
+	nbarrier int // barrier events published
 
 	q      *jobs.Queue
 	eng    *routes.Engine
@@ -301,7 +307,52 @@ func (e *env) publish(event string, deal int, dedup string, withMsgID bool) stri
 	return id
 }
 
-func eventually(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+// barrier publishes a later event for deal and waits for its delivery,
+// then returns the requests the platform got before that one. The engine
+// reads events in stream order, and the jobs of one deal (one job key,
+// one partition) run one at a time in order, a redelivered job first:
+// whatever the earlier events of the deal still had to send has been
+// sent by then. A positive signal instead of a sleep that hopes nothing
+// follows.
+func (e *env) barrier(deal int) []received {
+	e.t.Helper()
+	e.nbarrier++
+	id := e.publish("ONCRMDEALUPDATE", deal, fmt.Sprintf("barrier-%d-%d", deal, e.nbarrier), true)
+	var before []received
+	eventually(e.t, 10*time.Second, "the barrier event's delivery", func() bool {
+		got := e.platform.all()
+		for i, r := range got {
+			if r.status == http.StatusOK && r.header.Get("webhook-id") == id+"/"+routeDealSync {
+				before = got[:i]
+				return true
+			}
+		}
+		return false
+	})
+	return before
+}
+
+// disabled is Engine.Disabled; an error fails the test.
+func (e *env) disabled() []routes.DisabledRoute {
+	e.t.Helper()
+	d, err := e.eng.Disabled(context.Background())
+	if err != nil {
+		e.t.Fatalf("Disabled: %v", err)
+	}
+	return d
+}
+
+// dead is the queue's dead letters; an error fails the test.
+func (e *env) dead() []jobs.DeadJob {
+	e.t.Helper()
+	d, err := e.q.Dead(context.Background())
+	if err != nil {
+		e.t.Fatalf("Dead: %v", err)
+	}
+	return d
+}
+
+func eventually(t testing.TB, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for !cond() {
@@ -341,8 +392,7 @@ func TestDealAddDelivered(t *testing.T) {
 	e.start()
 	id := e.publish("ONCRMDEALADD", 9, "add-9", true)
 	eventually(t, 10*time.Second, "delivery", func() bool { return len(e.platform.ok()) == 1 })
-	time.Sleep(300 * time.Millisecond) // nothing else may follow
-	got := e.platform.all()
+	got := e.barrier(9) // nothing else may follow
 	if len(got) != 1 {
 		t.Fatalf("platform got %d requests; want exactly 1", len(got))
 	}
@@ -379,8 +429,8 @@ func TestDealAddDelivered(t *testing.T) {
 			t.Errorf("history row holds a secret: %+v", r)
 		}
 	}
-	if n := e.sim.Requests("crm.deal.get"); n != 1 {
-		t.Errorf("crm.deal.get calls = %d; want 1", n)
+	if n := e.sim.Requests("crm.deal.get"); n != 2 {
+		t.Errorf("crm.deal.get calls = %d; want 2 (the event's and the barrier's)", n)
 	}
 }
 
@@ -405,11 +455,16 @@ func TestPlatformDownRetried(t *testing.T) {
 	eventually(t, 10*time.Second, "a failed attempt after the restart", func() bool { return len(e.platform.all()) >= 4 })
 	up.Store(true)
 	eventually(t, 10*time.Second, "delivery", func() bool { return len(e.platform.ok()) == 1 })
-	time.Sleep(300 * time.Millisecond)
 
-	got := e.platform.all()
-	if n := len(e.platform.ok()); n != 1 {
-		t.Errorf("successful deliveries = %d; want 1", n)
+	got := e.barrier(9)
+	ok := 0
+	for _, r := range got {
+		if r.status == http.StatusOK {
+			ok++
+		}
+	}
+	if ok != 1 {
+		t.Errorf("successful deliveries = %d; want 1", ok)
 	}
 	if got[len(got)-1].status != http.StatusOK {
 		t.Errorf("the last request was answered %d; want the delivery last", got[len(got)-1].status)
@@ -452,8 +507,7 @@ func TestSameEventTwice(t *testing.T) {
 	// its job id (event id + route) still makes one job.
 	e.publish("ONCRMDEALADD", 9, "add-9-twice", false)
 	eventually(t, 10*time.Second, "delivery", func() bool { return len(e.platform.ok()) == 1 })
-	time.Sleep(500 * time.Millisecond)
-	if n := len(e.platform.all()); n != 1 {
+	if n := len(e.barrier(9)); n != 1 {
 		t.Errorf("platform got %d requests for one event; want 1", n)
 	}
 }
@@ -532,21 +586,21 @@ func TestGoneDisablesRoute(t *testing.T) {
 	e.start()
 	ctx := context.Background()
 	first := e.publish("ONCRMDEALADD", 9, "gone-1", true)
-	eventually(t, 10*time.Second, "route disabled", func() bool { d, _ := e.eng.Disabled(ctx); return len(d) == 1 })
-	d, _ := e.eng.Disabled(ctx)
+	eventually(t, 10*time.Second, "route disabled", func() bool { return len(e.disabled()) == 1 })
+	d := e.disabled()
 	if d[0].Route != routeDealSync || d[0].EventID != first || d[0].URL != e.platURL {
 		t.Errorf("Disabled = %+v; want %s by event %s", d, routeDealSync, first)
 	}
 	calls := e.sim.Requests("crm.deal.get")
 	second := e.publish("ONCRMDEALADD", 10, "gone-2", true)
-	eventually(t, 10*time.Second, "two dead jobs", func() bool { dj, _ := e.q.Dead(ctx); return len(dj) == 2 })
+	eventually(t, 10*time.Second, "two dead jobs", func() bool { return len(e.dead()) == 2 })
 	if n := len(e.platform.all()); n != 1 {
 		t.Errorf("platform requests = %d; want 1 (the disabled route does not deliver)", n)
 	}
 	if n := e.sim.Requests("crm.deal.get"); n != calls {
 		t.Errorf("crm.deal.get calls for a disabled route = %d; want none", n-calls)
 	}
-	dead, _ := e.q.Dead(ctx)
+	dead := e.dead()
 	if dead[1].Job.EventID != second || dead[1].Attempts != 1 || !strings.Contains(dead[1].LastError, "disabled") {
 		t.Errorf("dead job of the disabled route = %+v; want event %s dead after 1 attempt, disabled", dead[1], second)
 	}
@@ -571,7 +625,7 @@ func TestGoneDisablesRoute(t *testing.T) {
 	if diff := cmp.Diff(want, ids); diff != "" {
 		t.Errorf("replayed webhook-ids (-want +got):\n%s", diff)
 	}
-	if d, _ := e.eng.Disabled(ctx); len(d) != 0 {
+	if d := e.disabled(); len(d) != 0 {
 		t.Errorf("Disabled after Enable = %+v; want none", d)
 	}
 }
@@ -600,8 +654,8 @@ func TestPermanentCallErrorDeadLetters(t *testing.T) {
 	e.routes[0].Call.Method = "crm.deal.nosuchmethod"
 	e.start()
 	id := e.publish("ONCRMDEALADD", 9, "perm-9", true)
-	eventually(t, 10*time.Second, "dead job", func() bool { d, _ := e.q.Dead(context.Background()); return len(d) == 1 })
-	d, _ := e.q.Dead(context.Background())
+	eventually(t, 10*time.Second, "dead job", func() bool { return len(e.dead()) == 1 })
+	d := e.dead()
 	if d[0].Job.EventID != id || d[0].Attempts != 1 || !strings.Contains(d[0].LastError, "ERROR_METHOD_NOT_FOUND") {
 		t.Errorf("dead job = %+v; want event %s dead after 1 attempt with ERROR_METHOD_NOT_FOUND", d[0], id)
 	}

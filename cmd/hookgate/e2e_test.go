@@ -30,7 +30,10 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	binPath = filepath.Join(dir, "hookgate")
-	out, err := exec.Command("go", "build", "-o", binPath, ".").CombinedOutput()
+	// -race: the end-to-end, fault and two-instance tests run the real
+	// binary; a data race in it fails them (the race detector exits 66
+	// and the process helpers report it).
+	out, err := exec.Command("go", "build", "-race", "-o", binPath, ".").CombinedOutput()
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "build hookgate: %v\n%s", err, out)
 		os.Exit(1)
@@ -77,6 +80,12 @@ func startGateway(t *testing.T, path string, env ...string) *gatewayProc {
 		fmt.Sprintf("HOOKGATE_SERVER_LISTEN=127.0.0.1:%d", httpPort),
 		fmt.Sprintf("HOOKGATE_BUS_LISTEN=127.0.0.1:%d", busPort))
 	g.Process = testenv.StartProcessEnv(t, env, binPath, "serve", "--config", path)
+	// Runs before the process's own cleanup (LIFO): stop it, then read
+	// its whole log for what the race detector wrote.
+	t.Cleanup(func() {
+		g.Stop()
+		checkNoRace(t, filepath.Join(g.Process.Dir(), filepath.Base(binPath)+".log"))
+	})
 	if err := waitHealthy(g.URL, 15*time.Second); err != nil {
 		t.Fatalf("gateway not healthy: %v\n%s", err, g.Log())
 	}
@@ -114,6 +123,21 @@ func waitHealthy(base string, timeout time.Duration) error {
 	}
 }
 
+// checkNoRace fails the test when the log of a process built with -race
+// holds a race report (the binary keeps running after one; only its exit
+// status, which nobody reads after a SIGTERM, would say so).
+func checkNoRace(t *testing.T, logPath string) {
+	t.Helper()
+	b, err := os.ReadFile(logPath)
+	if err != nil {
+		t.Errorf("read the gateway's log: %v", err)
+		return
+	}
+	if i := strings.Index(string(b), "WARNING: DATA RACE"); i >= 0 {
+		t.Errorf("the race detector reported a data race in hookgate serve:\n%s", b[i:min(len(b), i+6000)])
+	}
+}
+
 // post sends a webhook and decodes the JSON answer.
 func post(t *testing.T, rawURL, ctype, body string, hdr map[string]string) (int, map[string]string) {
 	t.Helper()
@@ -132,7 +156,10 @@ func post(t *testing.T, rawURL, ctype, body string, hdr map[string]string) (int,
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("POST %s: read the answer: %v", rawURL, err)
+	}
 	out := map[string]string{}
 	if err := json.Unmarshal(b, &out); err != nil {
 		t.Fatalf("POST %s: answer %q is not a JSON object", rawURL, b)
@@ -213,15 +240,6 @@ func (tl *tailer) next(t *testing.T, within time.Duration) hookgate.Event {
 	return hookgate.Event{}
 }
 
-func (tl *tailer) none(t *testing.T, within time.Duration) {
-	t.Helper()
-	select {
-	case ev := <-tl.events:
-		t.Errorf("hookgate tail printed an unexpected event: %+v", ev)
-	case <-time.After(within):
-	}
-}
-
 const formType = "application/x-www-form-urlencoded"
 
 func bitrixForm(token, dealID, ts string) string {
@@ -239,7 +257,10 @@ func bitrixForm(token, dealID, ts string) string {
 // TestSampleConfigHealthz: the README's first command answers /healthz
 // within 2 s of starting.
 func TestSampleConfigHealthz(t *testing.T) {
-	root, _ := filepath.Abs("../..")
+	root, err := filepath.Abs("../..")
+	if err != nil {
+		t.Fatal(err)
+	}
 	dir := t.TempDir()
 	httpPort, busPort := testenv.FreePort(t), testenv.FreePort(t)
 	start := time.Now()
@@ -314,7 +335,17 @@ sources:
 	if status != 401 || body3["error"] != "invalid_token" {
 		t.Errorf("wrong token: %d %v; want 401 invalid_token", status, body3)
 	}
-	tl.none(t, 500*time.Millisecond) // neither the duplicate nor the rejected call published
+	// Neither the duplicate nor the rejected call published: the next
+	// event tail prints is a later accepted one (tail prints in stream
+	// order), not a sleep that hopes nothing comes.
+	status, later := post(t, hook, formType, bitrixForm(oldTok, "10", "1766047126"), nil)
+	if status != 200 || later["status"] != "accepted" {
+		t.Fatalf("a later call: %d %v; want 200 accepted", status, later)
+	}
+	if ev := tl.next(t, 5*time.Second); ev.ID != later["id"] {
+		t.Errorf("tail printed event %s (%s, deal %s) before the later call's %s; want nothing from the duplicate or the rejected call",
+			ev.ID, ev.Type, ev.Data.Params["data[FIELDS][ID]"], later["id"])
+	}
 
 	// rotation: the new token validates within cache_ttl, the old one
 	// still inside rotation_grace
@@ -341,10 +372,21 @@ sources:
 	for len(tl.raw) > 0 {
 		seen = append(seen, <-tl.raw)
 	}
-	seen = append(seen, g.Log())
-	hist, _ := filepath.Glob(filepath.Join(filepath.Dir(cfg), "data/history/*.ndjson"))
+	// the whole log: g.Log() is only its last 4 KB
+	logText, err := os.ReadFile(filepath.Join(g.Process.Dir(), filepath.Base(binPath)+".log"))
+	if err != nil {
+		t.Fatalf("the gateway's log: %v", err)
+	}
+	seen = append(seen, string(logText))
+	hist, err := filepath.Glob(filepath.Join(filepath.Dir(cfg), "data/history/*.ndjson"))
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, f := range hist {
-		b, _ := os.ReadFile(f)
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatalf("history file: %v", err)
+		}
 		seen = append(seen, string(b))
 	}
 	if len(hist) == 0 {

@@ -72,9 +72,13 @@ func startLoad(t *testing.T, urlFn func() string, token string, workers, max int
 				resp, err := client.Post(urlFn(), formType, strings.NewReader(body))
 				if err == nil {
 					var out map[string]string
-					json.NewDecoder(resp.Body).Decode(&out)
+					derr := json.NewDecoder(resp.Body).Decode(&out)
 					resp.Body.Close()
-					a = answer{status: resp.StatusCode, id: out["id"], outcome: out["status"]}
+					if derr == nil {
+						a = answer{status: resp.StatusCode, id: out["id"], outcome: out["status"]}
+					}
+					// else a cut answer (the gateway killed while it was
+					// sent): status 0, no answer, like a refused connection
 				} else {
 					time.Sleep(20 * time.Millisecond) // server down: don't spin
 				}
@@ -103,7 +107,10 @@ func streamIDs(t *testing.T, busURL string) map[string]bool {
 		t.Fatal(err)
 	}
 	defer nc.Close()
-	js, _ := jetstream.New(nc)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	cons, err := js.OrderedConsumer(ctx, "HOOKGATE", jetstream.OrderedConsumerConfig{})
@@ -145,7 +152,9 @@ sources:
   - {id: b24, provider: bitrix24, secret: b24/token}
   - {id: cold, provider: bitrix24, secret: cold/token}
 `+extra)
-	os.WriteFile(dir+"/secrets.yaml", []byte("b24/token: {token: fault-token-4j8k2m}\ncold/token: {token: cold-token-5h3g1f}\n"), 0o600)
+	if err := os.WriteFile(dir+"/secrets.yaml", []byte("b24/token: {token: fault-token-4j8k2m}\ncold/token: {token: cold-token-5h3g1f}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	return path
 }
 
@@ -212,13 +221,18 @@ history:
 	// graceful stop flushes whatever is queued
 	g.Stop()
 	g.Start()
-	waitHealthy(g.URL, 15*time.Second)
+	if err := waitHealthy(g.URL, 15*time.Second); err != nil {
+		t.Fatalf("restart: %v\n%s", err, g.Log())
+	}
 	var rows int
 	deadline := time.Now().Add(60 * time.Second)
 	for {
 		out, err := testenv.ClickHouseHTTPQuery(ch.HTTPAddr(), "SELECT count() FROM "+db+".exchanges", nil)
 		if err == nil {
-			rows, _ = strconv.Atoi(strings.TrimSpace(out))
+			rows, err = strconv.Atoi(strings.TrimSpace(out))
+			if err != nil {
+				t.Fatalf("count query answered %q: %v", out, err)
+			}
 		}
 		if rows >= answered || time.Now().After(deadline) {
 			if err != nil {
@@ -228,7 +242,10 @@ history:
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-	dups, _ := testenv.ClickHouseHTTPQuery(ch.HTTPAddr(), "SELECT count() FROM (SELECT exchange_id FROM "+db+".exchanges GROUP BY exchange_id HAVING count() > 1)", nil)
+	dups, err := testenv.ClickHouseHTTPQuery(ch.HTTPAddr(), "SELECT count() FROM (SELECT exchange_id FROM "+db+".exchanges GROUP BY exchange_id HAVING count() > 1)", nil)
+	if err != nil {
+		t.Fatalf("duplicate query: %v", err)
+	}
 	t.Logf("clickhouse outage: %d answered, %d rows, duplicate exchange ids: %s", answered, rows, strings.TrimSpace(dups))
 	if rows != answered || strings.TrimSpace(dups) != "0" {
 		t.Logf("gateway log:\n%s", g.Log())
@@ -310,7 +327,9 @@ func TestFaultNATSRestart(t *testing.T) {
 	ns.Stop()
 	time.Sleep(time.Second)
 	ns.Start()
-	testenv.WaitTCP(fmt.Sprintf("127.0.0.1:%d", port), 10*time.Second)
+	if err := testenv.WaitTCP(fmt.Sprintf("127.0.0.1:%d", port), 10*time.Second); err != nil {
+		t.Fatalf("NATS restart: %v", err)
+	}
 	time.Sleep(2 * time.Second)
 	answers := l.finish()
 	stored := streamIDs(t, busURL)
@@ -345,6 +364,10 @@ func recordFault(t *testing.T, name, result string) {
 		t.Errorf("fault report: %v", err)
 		return
 	}
-	defer f.Close()
-	fmt.Fprintf(f, "| %s | %s |\n", name, result)
+	if _, err := fmt.Fprintf(f, "| %s | %s |\n", name, result); err != nil {
+		t.Errorf("fault report: %v", err)
+	}
+	if err := f.Close(); err != nil {
+		t.Errorf("fault report: %v", err)
+	}
 }

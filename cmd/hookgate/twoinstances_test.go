@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -12,7 +13,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/hookgate/hookgate/internal/testenv"
+	"github.com/hookgate/hookgate/jobs"
 )
 
 // TestTwoInstances runs two gateways against one external NATS server and
@@ -56,18 +61,23 @@ routes:
     on: {source: "*", event: "*"}
     deliver: {url: "%s/in", secret: platform/signing}
 `, port, chAddr, db, plat.URL))
-		os.WriteFile(filepath.Join(dir, "secrets.yaml"), []byte(`
+		if err := os.WriteFile(filepath.Join(dir, "secrets.yaml"), []byte(`
 admin/token: {token: `+adminTok+`}
 b24/token: {token: two-b24-token-4f7g}
 runtime/token: {token: runtime-token-1q2w}
 platform/signing: {token: whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw}
-`), 0o600)
+`), 0o600); err != nil {
+			t.Fatal(err)
+		}
 		return startGateway(t, path)
 	}
 	a, b := start("a"), start("b")
 
 	// a runtime source through A, served by B within 1 s
-	req, _ := http.NewRequest("PUT", a.URL+"/admin/sources/rt", strings.NewReader(`{"provider":"token","secret":"runtime/token","event":"rt.ping"}`))
+	req, err := http.NewRequest("PUT", a.URL+"/admin/sources/rt", strings.NewReader(`{"provider":"token","secret":"runtime/token","event":"rt.ping"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
 	req.Header.Set("Authorization", "Bearer "+adminTok)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
@@ -132,7 +142,14 @@ platform/signing: {token: whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw}
 		}
 		return got == n
 	})
-	time.Sleep(time.Second) // a second execution would show up now
+	// No sleep-and-hope for a second execution: wait until the jobs
+	// stream is empty (work-queue retention: every job acknowledged, none
+	// left to redeliver), then stop both gateways (a graceful stop waits
+	// for running jobs). After that nothing can reach the platform, and
+	// a second execution has shown up if there was one.
+	waitJobsDone(t, fmt.Sprintf("nats://127.0.0.1:%d", port))
+	a.Stop()
+	b.Stop()
 	mu.Lock()
 	defer mu.Unlock()
 	twice := 0
@@ -145,4 +162,29 @@ platform/signing: {token: whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw}
 		t.Errorf("%d of %d jobs executed more than once across the two instances", twice, n)
 	}
 	t.Logf("%d jobs across two instances, each delivered exactly once", n)
+}
+
+// waitJobsDone waits until the jobs stream on the bus at busURL holds no
+// job: each was acknowledged (and removed) by the instance that ran it.
+func waitJobsDone(t *testing.T, busURL string) {
+	t.Helper()
+	nc, err := nats.Connect(busURL, nats.Timeout(5*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "an empty jobs stream", 60*time.Second, func() bool {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		s, err := js.Stream(ctx, jobs.DefaultStream)
+		if err != nil {
+			t.Logf("jobs stream: %v", err)
+			return false
+		}
+		return s.CachedInfo().State.Msgs == 0
+	})
 }
