@@ -1,7 +1,6 @@
 package admin_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -80,24 +79,6 @@ func (f *fakeSecrets) Redact(s string) string {
 	return s
 }
 
-// syncBuffer is a log sink safe for the server's goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // pickyProvider refuses sources without an event, like a provider whose
 // constructor validates its settings.
 func pickyProvider(src config.Source) (providers.Provider, error) {
@@ -135,7 +116,7 @@ type adminFixture struct {
 	url     string
 	gw      *gateway.Gateway
 	secrets *fakeSecrets
-	log     *syncBuffer
+	log     *testenv.Buffer
 	bus     *events.Bus
 	busURL  string // nats:// address of the embedded bus
 	store   *events.SourceStore
@@ -179,7 +160,7 @@ func newAdminFixture(t *testing.T, o adminOptions) *adminFixture {
 		"rt/token":    "runtime-s3cret",
 		"admin/token": adminToken,
 	}}
-	logs := &syncBuffer{}
+	logs := &testenv.Buffer{}
 	log := slog.New(slog.NewTextHandler(logs, nil))
 	dead := &fakeDead{list: []jobs.DeadJob{
 		{Job: jobs.Job{ID: "job-1"}, LastError: "http 500"},

@@ -1,18 +1,17 @@
 package gateway_test
 
 import (
-	"bytes"
 	"log/slog"
 	"net/http"
 	"net/url"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 
 	"github.com/hookgate/hookgate/config"
 	"github.com/hookgate/hookgate/gateway"
+	"github.com/hookgate/hookgate/internal/testenv"
 )
 
 // FuzzInboundNames drives random event names and source ids through the
@@ -72,7 +71,7 @@ func trim(s string) string {
 // keeps the event), logs one line for the source however many requests
 // come, counts each, and serves again once the secret is there (issue 14).
 func TestSecretMissing(t *testing.T) {
-	var logs syncBuffer
+	var logs testenv.Buffer
 	var missing atomic.Int64
 	d := gateway.Deps{
 		Logger:        slog.New(slog.NewTextHandler(&logs, nil)),
@@ -112,22 +111,4 @@ func TestSecretMissing(t *testing.T) {
 	if !strings.Contains(logs.String(), "source secret found again") {
 		t.Errorf("no log line when the secret came back:\n%s", logs.String())
 	}
-}
-
-// syncBuffer is a bytes.Buffer that a logger and the test share.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

@@ -1,7 +1,6 @@
 package vault_test
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -80,24 +79,6 @@ func (c *clock) Add(d time.Duration) {
 	c.now = c.now.Add(d)
 }
 
-// syncBuffer collects log output from several goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // noSecret fails when text holds any of the values.
 func noSecret(t *testing.T, what, text string, values ...string) {
 	t.Helper()
@@ -121,7 +102,7 @@ func TestVaultTokenAuth(t *testing.T) {
 	v.Put(t, p+"/app", map[string]any{"token": "token-value-1", "api_key": "api-key-value-1", "port": 8080})
 	values := []string{"token-value-1", "api-key-value-1", v.Token}
 
-	var logs syncBuffer
+	var logs testenv.Buffer
 	s := openStore(t, vaultConfig(v), vault.WithLogger(slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))))
 	tests := []struct {
 		ref      string
@@ -237,7 +218,7 @@ func TestVaultAppRole(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	var logs syncBuffer
+	var logs testenv.Buffer
 	s := openStore(t, cfg, vault.WithLogger(slog.New(slog.NewTextHandler(&logs, nil))))
 	for _, tc := range []struct{ ref, want string }{
 		{p + "/one", "approle-value-1"},
@@ -310,7 +291,7 @@ func TestVaultAppRoleRelogin(t *testing.T) {
 	p := prefix(t)
 	v.Put(t, p+"/s", map[string]any{"token": "relogin-value"})
 	cfg := approle(t, v, p, "1s", "2s")
-	var logs syncBuffer
+	var logs testenv.Buffer
 	s := openStore(t, cfg, vault.WithLogger(slog.New(slog.NewTextHandler(&logs, nil))))
 
 	deadline := time.Now().Add(15 * time.Second)
@@ -429,7 +410,7 @@ func TestVaultRotation(t *testing.T) {
 func TestVaultDown(t *testing.T) {
 	v := testenv.StartVault(t)
 	clk := newClock()
-	var logs syncBuffer
+	var logs testenv.Buffer
 	var observed []string
 	var mu sync.Mutex
 	observe := func(r string) { mu.Lock(); observed = append(observed, r); mu.Unlock() }
