@@ -205,4 +205,3 @@ func TestDroppedRequestRows(t *testing.T) {
 		}
 	}
 }
-
