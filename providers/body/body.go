@@ -87,7 +87,7 @@ func Decode(contentType string, body []byte, accept ...Kind) (*Decoded, error) {
 		// large one would cost its size again (docs/performance.md)
 		d.JSON = json.RawMessage(body)
 	case Form:
-		v, err := ParseForm(string(body))
+		v, err := url.ParseQuery(string(body))
 		if err != nil {
 			return nil, hookgate.Errorf(hookgate.EBadRequest, "malformed form body")
 		}
@@ -154,102 +154,6 @@ func multipartFields(body []byte, boundary string) (url.Values, error) {
 	return fields, nil
 }
 
-// ParseForm is url.ParseQuery with fewer allocations (it is on every
-// form request's path): every key and value is unescaped into one buffer
-// that becomes a single string they are all slices of, the map is sized
-// from the number of fields, and the first values of all names share one
-// backing array. It returns the same values and, like url.ParseQuery, the
-// first error while still parsing the rest (FuzzParseForm compares the
-// two).
-func ParseForm(s string) (url.Values, error) {
-	n := strings.Count(s, "&") + 1
-	type span struct{ k, kv, v int } // key buf[k:kv], value buf[kv:v]
-	var spanArr [32]span
-	spans := spanArr[:0]
-	buf := make([]byte, 0, len(s))
-	var err error
-	for rest := s; rest != ""; {
-		var pair string
-		pair, rest, _ = strings.Cut(rest, "&")
-		if strings.Contains(pair, ";") {
-			err = errSemicolon // as url.ParseQuery: this error replaces any before it
-			continue
-		}
-		if pair == "" {
-			continue
-		}
-		key, value, _ := strings.Cut(pair, "=")
-		mark := len(buf)
-		var err1 error
-		if buf, err1 = appendQueryUnescaped(buf, key); err1 == nil {
-			kv := len(buf)
-			if buf, err1 = appendQueryUnescaped(buf, value); err1 == nil {
-				spans = append(spans, span{mark, kv, len(buf)})
-				continue
-			}
-		}
-		buf = buf[:mark]
-		if err == nil {
-			err = err1
-		}
-	}
-	all := string(buf)
-	m := make(url.Values, n)
-	first := make([]string, 0, len(spans))
-	for _, sp := range spans {
-		key, value := all[sp.k:sp.kv], all[sp.kv:sp.v]
-		if vs, ok := m[key]; ok {
-			m[key] = append(vs, value) // cap is len: a new array, first untouched
-			continue
-		}
-		first = append(first, value)
-		i := len(first)
-		m[key] = first[i-1 : i : i]
-	}
-	return m, err
-}
-
-var errSemicolon = errors.New("invalid semicolon separator in query")
-
-// appendQueryUnescaped appends s unescaped as url.QueryUnescape does
-// ('+' is a space, %XX a byte) and fails, as it does, on a '%' not
-// followed by two hex digits.
-func appendQueryUnescaped(b []byte, s string) ([]byte, error) {
-	for i := 0; i < len(s); i++ {
-		switch c := s[i]; c {
-		case '%':
-			if i+2 >= len(s) || !isHex(s[i+1]) || !isHex(s[i+2]) {
-				e := s[i:]
-				if len(e) > 3 {
-					e = e[:3]
-				}
-				return b, url.EscapeError(e)
-			}
-			b = append(b, unhex(s[i+1])<<4|unhex(s[i+2]))
-			i += 2
-		case '+':
-			b = append(b, ' ')
-		default:
-			b = append(b, c)
-		}
-	}
-	return b, nil
-}
-
-func isHex(c byte) bool {
-	return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F'
-}
-
-func unhex(c byte) byte {
-	switch {
-	case c >= 'a':
-		return c - 'a' + 10
-	case c >= 'A':
-		return c - 'A' + 10
-	}
-	return c - '0'
-}
-
 // Params merges query and form fields into one flat map: the first value of
 // each name, form fields over query parameters of the same name (the body is
 // the payload; the query string only addresses it).
@@ -273,12 +177,33 @@ func Params(query, fields url.Values) map[string]string {
 // reported as absent; of repeated names the last counts, as in a map. doc
 // is meant to be valid JSON (as Decode returns it): the object's members
 // are skipped over, not decoded, and only the field's value is unmarshaled
-// (FuzzStringField compares it with unmarshaling the whole object).
+// (FuzzStringField compares it with unmarshaling the whole object). The
+// gain over encoding/json is measured in docs/performance.md.
 func StringField(doc json.RawMessage, name string) (string, bool) {
-	raw, ok := topLevelField(doc, name)
-	if !ok {
+	var raw [1][]byte
+	if !topLevelFields(doc, []string{name}, raw[:]) || raw[0] == nil {
 		return "", false
 	}
+	return unmarshalString(raw[0])
+}
+
+// StringFields is StringField for several names in one pass over doc: the
+// value of names[i] is at [i], "" where StringField reports it absent.
+func StringFields(doc json.RawMessage, names ...string) []string {
+	values := make([]string, len(names))
+	raw := make([][]byte, len(names))
+	if !topLevelFields(doc, names, raw) {
+		return values
+	}
+	for i, r := range raw {
+		if r != nil {
+			values[i], _ = unmarshalString(r)
+		}
+	}
+	return values
+}
+
+func unmarshalString(raw []byte) (string, bool) {
 	var s string
 	if err := json.Unmarshal(raw, &s); err != nil {
 		return "", false
@@ -286,49 +211,53 @@ func StringField(doc json.RawMessage, name string) (string, bool) {
 	return s, true
 }
 
-// topLevelField returns the raw value of the last member called name of
-// the JSON object doc.
-func topLevelField(doc []byte, name string) ([]byte, bool) {
+// topLevelFields sets found[i] to the raw value of the last member called
+// names[i] of the JSON object doc (nil when there is none), and reports
+// whether doc is an object it could read to its end.
+func topLevelFields(doc []byte, names []string, found [][]byte) bool {
 	i := skipSpace(doc, 0)
 	if i >= len(doc) || doc[i] != '{' {
-		return nil, false
+		return false
 	}
-	var found []byte
-	ok := false
 	for i++; ; {
 		i = skipSpace(doc, i)
 		if i >= len(doc) {
-			return nil, false
+			break
 		}
 		switch doc[i] {
 		case '}':
-			return found, ok
+			return true
 		case ',':
 			i++
 			continue
 		case '"':
 		default:
-			return nil, false
+			clear(found)
+			return false
 		}
 		kEnd := skipString(doc, i)
 		if kEnd < 0 {
-			return nil, false
+			break
 		}
 		key := doc[i:kEnd]
 		i = skipSpace(doc, kEnd)
 		if i >= len(doc) || doc[i] != ':' {
-			return nil, false
+			break
 		}
 		i = skipSpace(doc, i+1)
 		vEnd := skipValue(doc, i)
 		if vEnd < 0 {
-			return nil, false
+			break
 		}
-		if keyIs(key, name) {
-			found, ok = doc[i:vEnd], true
+		for j, name := range names {
+			if keyIs(key, name) {
+				found[j] = doc[i:vEnd]
+			}
 		}
 		i = vEnd
 	}
+	clear(found)
+	return false
 }
 
 func skipSpace(doc []byte, i int) int {

@@ -109,11 +109,11 @@ func (p *Provider) Parse(req *providers.Request) (*providers.Message, error) {
 	if err != nil {
 		return nil, err
 	}
-	event, _ := body.StringField(d.JSON, "type")
+	f := body.StringFields(d.JSON, "type", "id") // one pass over the body
+	event, id := f[0], f[1]
 	if event == "" {
 		event = p.event
 	}
-	id, _ := body.StringField(d.JSON, "id")
 	return &providers.Message{Event: event, Params: body.Params(req.Query, nil), JSON: d.JSON, DedupKey: id}, nil
 }
 
