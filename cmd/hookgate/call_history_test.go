@@ -244,3 +244,25 @@ func fullLog(g *gatewayProc) string {
 	b, _ := os.ReadFile(filepath.Join(g.Dir(), filepath.Base(binPath)+".log"))
 	return string(b)
 }
+
+// TestCallHelpAndFlagOrder: --help describes call and exits 0; flags work
+// after the positional arguments.
+func TestCallHelpAndFlagOrder(t *testing.T) {
+	out, err := exec.Command(binPath, "call", "--help").Output()
+	if err != nil || !strings.Contains(string(out), "/admin/call") || !strings.Contains(string(out), "-config") {
+		t.Errorf("call --help: %v, %q; want exit 0, the description and the flags", err, out)
+	}
+	_, simURL := callSim(t)
+	path, dir := writeConfig(t, fmt.Sprintf(`
+data_dir: {{data}}
+secrets: {backend: file, file: {{dir}}/secrets.yaml}
+portals:
+  - {id: main, base_url: %s, user_id: 1, secret: b24/main}
+`, simURL))
+	os.WriteFile(filepath.Join(dir, "secrets.yaml"), []byte("b24/main: {token: "+callPortalSecret+"}\n"), 0o600)
+	cmd := exec.Command(binPath, "call", "main", "crm.deal.get", "id=3", "--config", path)
+	res, err := cmd.Output()
+	if err != nil || !strings.Contains(string(res), `"ID": "3"`) {
+		t.Errorf("call main crm.deal.get id=3 --config FILE: %v, %q; want deal 3", err, res)
+	}
+}
