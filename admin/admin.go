@@ -108,6 +108,30 @@ func (p Portals) Call(ctx context.Context, portal, method string, params map[str
 	return res.Result, nil
 }
 
+// PagedCaller is a Caller that also returns the paging members of a list
+// method's answer (next, total), which /admin/call passes on beside the
+// result. Portals is one.
+type PagedCaller interface {
+	CallPaged(ctx context.Context, portal, method string, params map[string]any) (*outbound.Result, error)
+}
+
+// CallPaged implements PagedCaller.
+func (p Portals) CallPaged(ctx context.Context, portal, method string, params map[string]any) (*outbound.Result, error) {
+	c, ok := p[portal]
+	if !ok {
+		return nil, hookgate.Errorf(hookgate.ENotFound, "unknown portal %q", portal)
+	}
+	return c.Call(ctx, method, params)
+}
+
+// callAnswer is the body of a successful /admin/call: Bitrix24's envelope,
+// result first.
+type callAnswer struct {
+	Result json.RawMessage `json:"result"`
+	Next   *int            `json:"next,omitempty"`
+	Total  *int            `json:"total,omitempty"`
+}
+
 // API is the admin API of one gateway.
 type API struct {
 	cfg      Config
@@ -525,7 +549,8 @@ func (a *API) enableRoute(c *fiber.Ctx) error {
 }
 
 // call makes one REST call. The portal's answers keep the Bitrix24
-// envelope: {"result": ...} on success, {"error", "error_description",
+// envelope: {"result": ...} on success (with "next" and "total" for a list
+// method when the Caller is a PagedCaller), {"error", "error_description",
 // "status"} with 502 for an error answer of the portal.
 func (a *API) call(c *fiber.Ctx) error {
 	if a.cfg.Caller == nil {
@@ -541,14 +566,23 @@ func (a *API) call(c *fiber.Ctx) error {
 	}
 	ctx, cancel := opCtx(c)
 	defer cancel()
-	res, err := a.cfg.Caller.Call(ctx, param(c, "portal"), param(c, "method"), params)
+	var ans callAnswer
+	var err error
+	if pc, ok := a.cfg.Caller.(PagedCaller); ok {
+		var res *outbound.Result
+		if res, err = pc.CallPaged(ctx, param(c, "portal"), param(c, "method"), params); err == nil {
+			ans = callAnswer{Result: res.Result, Next: res.Next, Total: res.Total}
+		}
+	} else {
+		ans.Result, err = a.cfg.Caller.Call(ctx, param(c, "portal"), param(c, "method"), params)
+	}
 	var ae *outbound.APIError
 	switch {
 	case err == nil:
-		if len(res) == 0 {
-			res = json.RawMessage("null")
+		if len(ans.Result) == 0 {
+			ans.Result = json.RawMessage("null")
 		}
-		b, _ := json.Marshal(fiber.Map{"result": res})
+		b, _ := json.Marshal(ans)
 		c.Set(fiber.HeaderContentType, fiber.MIMEApplicationJSON)
 		return c.Send([]byte(a.secrets.Redact(string(b))))
 	case errors.As(err, &ae):

@@ -46,7 +46,8 @@ commands:
   check   [--config FILE] [--offline]              check a config without starting anything
   migrate [--config FILE]                          create/upgrade the ClickHouse schema
   call    [--config FILE] PORTAL METHOD [k=v ...]  one Bitrix24 REST call, JSON result on stdout
-  tail    [--config FILE] [SUBJECT]                print events from the bus as they arrive
+  tail    [--config FILE] [--since D | --all] [SOURCE [EVENT] | SUBJECT]
+                                                   print events from the bus as they arrive
   dead    [--config FILE] list [--json] | replay ID   dead-lettered jobs
   routes  [--config FILE] disabled | enable NAME   routes disabled by a 410 from the platform
   history [--config FILE] --event-id ID | --source S [--since 1h]
@@ -131,7 +132,7 @@ var commandHelp = map[string][2]string{
 	"check":   {"check [--config FILE] [--offline]", "Checks a config without starting anything (no server, no bus, no folder): every problem at once, each with its key path, then a one-line summary of what would run. --offline skips reading the secrets."},
 	"migrate": {"migrate [--config FILE]", "Creates or upgrades the ClickHouse schema of history.clickhouse (serve does it too)."},
 	"call":    {"call [--config FILE] PORTAL METHOD [key=value ...]", "Makes one Bitrix24 REST call through the portal's client and prints the JSON result."},
-	"tail":    {"tail [--config FILE] [SOURCE [EVENT] | SUBJECT]", "Prints stored events as they arrive, one CloudEvent per line (credentials are [redacted])."},
+	"tail":    {"tail [--config FILE] [--since D | --all] [SOURCE [EVENT] | SUBJECT]", "Prints events as they arrive, one CloudEvent per line (credentials are [redacted]); --since and --all print stored ones first."},
 	"dead":    {"dead [--config FILE] list [--json] | replay ID", "Lists dead-lettered jobs, or replays one."},
 	"routes":  {"routes [--config FILE] disabled | enable NAME", "Lists the routes a 410 from the platform disabled, or enables one again."},
 	"history": {"history [--config FILE] --event-id ID | --source S [--since 1h]", "Reads history: one event's exchanges, or a source's summary."},

@@ -567,3 +567,44 @@ func (s *Server) Count(entityName string) int {
 	}
 	return 0
 }
+
+// SeedDemo adds a small demo CRM: three contacts, three deals (each with
+// one of the contacts) and three leads, so that a new portal answers
+// crm.deal.get id=1 at once. On an empty simulator the ids are 1, 2, 3 for
+// each entity. cmd/b24sim seeds it by default.
+func (s *Server) SeedDemo() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := s.now()
+	contacts := []map[string]any{
+		{"NAME": "Anna", "LAST_NAME": "Petrova", "POST": "Head of purchasing", "COMPANY_TITLE": "Acme Ltd",
+			"PHONE": []any{map[string]any{"VALUE": "+1 555 0100", "VALUE_TYPE": "WORK"}},
+			"EMAIL": []any{map[string]any{"VALUE": "anna.petrova@acme.example", "VALUE_TYPE": "WORK"}}},
+		{"NAME": "Boris", "LAST_NAME": "Ivanov", "POST": "CTO", "COMPANY_TITLE": "Globex",
+			"PHONE": []any{map[string]any{"VALUE": "+1 555 0101", "VALUE_TYPE": "WORK"}},
+			"EMAIL": []any{map[string]any{"VALUE": "b.ivanov@globex.example", "VALUE_TYPE": "WORK"}}},
+		{"NAME": "Clara", "LAST_NAME": "Schmidt", "POST": "Office manager", "COMPANY_TITLE": "Initech",
+			"PHONE": []any{map[string]any{"VALUE": "+1 555 0102", "VALUE_TYPE": "WORK"}},
+			"EMAIL": []any{map[string]any{"VALUE": "clara@initech.example", "VALUE_TYPE": "WORK"}}},
+	}
+	var contactIDs []string
+	for _, c := range contacts {
+		contactIDs = append(contactIDs, strconv.Itoa(s.crm["contact"].insert(c, now)))
+	}
+	deals := []map[string]any{
+		{"TITLE": "Acme: website redesign", "STAGE_ID": "NEW", "OPPORTUNITY": "12500.00", "CURRENCY_ID": "USD", "CONTACT_ID": contactIDs[0]},
+		{"TITLE": "Globex: 40 support licences", "STAGE_ID": "PREPARATION", "OPPORTUNITY": "31000.00", "CURRENCY_ID": "USD", "CONTACT_ID": contactIDs[1]},
+		{"TITLE": "Initech: printer fleet", "STAGE_ID": "WON", "OPPORTUNITY": "7800.00", "CURRENCY_ID": "EUR", "CONTACT_ID": contactIDs[2]},
+	}
+	for _, d := range deals {
+		s.crm["deal"].insert(d, now)
+	}
+	leads := []map[string]any{
+		{"TITLE": "Inbound call: Umbrella Corp", "NAME": "Diego", "LAST_NAME": "Alvarez", "STATUS_ID": "NEW", "SOURCE_ID": "CALL"},
+		{"TITLE": "Web form: Hooli", "NAME": "Emma", "LAST_NAME": "Larsen", "STATUS_ID": "IN_PROCESS", "SOURCE_ID": "WEB"},
+		{"TITLE": "Trade show: Vandelay", "NAME": "Farid", "LAST_NAME": "Haddad", "STATUS_ID": "NEW", "SOURCE_ID": "TRADE_SHOW"},
+	}
+	for _, l := range leads {
+		s.crm["lead"].insert(l, now)
+	}
+}

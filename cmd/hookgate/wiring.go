@@ -1,0 +1,67 @@
+package main
+
+import (
+	"context"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"github.com/hookgate/hookgate"
+	"github.com/hookgate/hookgate/config"
+	"github.com/hookgate/hookgate/vault"
+)
+
+// openCLIHistory opens a history writer for a command that makes outbound
+// exchanges itself (`call` on its own), as serve opens its own, and returns
+// it with the function that flushes and closes it. beside says a gateway
+// runs on this config: its data_dir/history (NDJSON files, ClickHouse
+// spool) is then serve's, so the command writes under
+// data_dir/call/<pid>/history instead, and removes it when nothing is left
+// there.
+func openCLIHistory(ctx context.Context, cfg *config.Config, secrets *vault.Store, log *slog.Logger, beside bool) (hookgate.Recorder, func(), error) {
+	c := *cfg
+	if beside {
+		c.DataDir = filepath.Join(cfg.DataDir, "call", strconv.Itoa(os.Getpid()))
+	}
+	hist, err := openHistory(ctx, &c, secrets, log)
+	if err != nil {
+		return nil, nil, err
+	}
+	runCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		hist.Run(runCtx)
+	}()
+	return hist, func() {
+		stop()
+		<-done
+		cctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := hist.Close(cctx); err != nil {
+			log.Warn("history close: rows left in the spool", "dir", filepath.Join(c.DataDir, "history"), "err", err)
+			return
+		}
+		if beside && len(cfg.History.ClickHouse.Addr) > 0 {
+			removeEmptyDirs(c.DataDir)
+		}
+	}, nil
+}
+
+// removeEmptyDirs removes dir when it holds no file, at any depth.
+func removeEmptyDirs(dir string) {
+	hasFile := false
+	filepath.WalkDir(dir, func(_ string, d fs.DirEntry, err error) error {
+		if err == nil && !d.IsDir() {
+			hasFile = true
+			return filepath.SkipAll
+		}
+		return nil
+	})
+	if !hasFile {
+		os.RemoveAll(dir)
+	}
+}
