@@ -62,12 +62,23 @@ func (r *redaction) encodedHolds(v string) bool {
 	if strings.ContainsAny(v, "%+") && r.holds(formUnescape(v)) {
 		return true
 	}
-	if len(v) >= 8 && len(v)%4 == 0 && isBase64(v) {
+	if len(v) >= 8 && len(v)%4 == 0 && isBase64(v) && !isHexOrDigits(v) {
 		if b, err := base64.StdEncoding.DecodeString(v); err == nil && r.holds(string(b)) {
 			return true
 		}
 	}
 	return false
+}
+
+// isHexOrDigits reports whether s is lower-case hex: an id or a hash, as
+// many values are, which base64-decodes to bytes that are no text.
+func isHexOrDigits(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
+			return false
+		}
+	}
+	return true
 }
 
 func isBase64(s string) bool {
@@ -86,7 +97,13 @@ func isBase64(s string) bool {
 // field pass leaves, goes through the raw-form redaction as well.
 func (r *redaction) body(ctype string, b []byte) string {
 	s := string(b)
-	kind, params := body.KindOf(ctype)
+	var kind body.Kind
+	var params map[string]string
+	if strings.HasPrefix(ctype, "application/x-www-form-urlencoded") && !strings.Contains(ctype, ";") {
+		kind = body.Form // the common case, without parsing the media type
+	} else {
+		kind, params = body.KindOf(ctype)
+	}
 	switch kind {
 	case body.Form:
 		s = r.form(s)
@@ -125,7 +142,7 @@ func (r *redaction) form(s string) string {
 		}
 		pair := s[start:end]
 		k, v, ok := strings.Cut(pair, "=")
-		if ok && v != "" && (r.sensitive(formUnescape(k)) || r.encodedSecret(v)) {
+		if ok && v != "" && (r.sensitive(formKeys.get(k)) || r.encodedSecret(v)) {
 			if out == nil {
 				out = make([]byte, 0, len(s)+16)
 			}
@@ -151,6 +168,10 @@ func (r *redaction) encodedSecret(v string) bool {
 	}
 	return r.holds(formUnescape(v))
 }
+
+// formKeys remembers decoded form keys: the same few come with every
+// request, and most are escaped (auth%5Bdomain%5D).
+var formKeys = newNameMemo(formUnescape)
 
 // formUnescape decodes a urlencoded name or value; text that does not
 // decode is taken as it is.
