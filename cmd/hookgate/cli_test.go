@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -150,7 +151,7 @@ sources:
 		t.Errorf("serve with bus.listen taken = %d %q; want an error naming bus.listen", code, stderr)
 	}
 	t.Logf("serve with bus.listen taken exited after %v", took)
-	if took > 5*time.Second { // generous: the point is not the 15 s wait of before
+	if took > 3*time.Second { // measured 67 ms; generous for a loaded CI machine: the point is not the 15 s wait of before
 		t.Errorf("serve with bus.listen taken took %v; want it to fail at once", took)
 	}
 }
@@ -208,4 +209,36 @@ func TestHelpBlockInDocs(t *testing.T) {
 	if !strings.Contains(string(contract), "```\n"+out+"```\n") {
 		t.Errorf("docs/contract.md's command block differs from `hookgate help`:\n%s", out)
 	}
+}
+
+// TestSecondSignalForcesStop: a second Ctrl-C during the graceful stop
+// ends the process at once with status 130 (issue 16). The first one
+// starts a stop that waits server.drain_delay (set long here).
+func TestSecondSignalForcesStop(t *testing.T) {
+	path, dir := writeConfig(t, `
+data_dir: {{data}}
+secrets: {backend: file, file: {{dir}}/secrets.yaml}
+server: {drain_delay: 30s, shutdown_timeout: 60s}
+sources:
+  - {id: ci, provider: token, secret: s/token}
+`)
+	os.WriteFile(filepath.Join(dir, "secrets.yaml"), []byte("s/token: {token: s3cret-check-value}\n"), 0o600)
+	g := startGateway(t, path)
+	pid := g.Pid()
+	if err := syscall.Kill(pid, syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(300 * time.Millisecond) // the first signal is being handled: draining
+	if err := syscall.Kill(pid, syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	code, err := g.Wait(10 * time.Second)
+	if err != nil {
+		t.Fatalf("after a second Ctrl-C: %v\n%s", err, g.Log())
+	}
+	if code != 130 {
+		t.Errorf("exit status after a second Ctrl-C = %d; want 130\n%s", code, g.Log())
+	}
+	t.Logf("stopped %v after the second signal (the drain delay is 30 s)", time.Since(start).Round(time.Millisecond))
 }

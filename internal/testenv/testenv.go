@@ -87,6 +87,8 @@ type Process struct {
 	dir     string
 	cmd     *exec.Cmd
 	logPath string
+	exited  chan struct{} // closed when the running process has exited
+	code    int           // its exit status, once exited is closed
 }
 
 // StartProcess starts name with args, its output in a log file under the
@@ -127,7 +129,14 @@ func (p *Process) Start() {
 		p.t.Fatalf("start %s: %v", p.name, err)
 	}
 	p.cmd = cmd
-	go func() { cmd.Wait(); logf.Close() }()
+	exited := make(chan struct{})
+	p.exited = exited
+	go func() {
+		cmd.Wait()
+		logf.Close()
+		p.code = cmd.ProcessState.ExitCode()
+		close(exited)
+	}()
 }
 
 // Stop stops the process (SIGTERM, then SIGKILL after 10 s) and waits.
@@ -162,6 +171,29 @@ func (p *Process) signal(sig syscall.Signal, grace time.Duration) {
 		}
 	}
 	<-done
+}
+
+// Pid is the running process's id (0 when not running).
+func (p *Process) Pid() int {
+	if p.cmd == nil {
+		return 0
+	}
+	return p.cmd.Process.Pid
+}
+
+// Wait waits up to timeout for the process, stopped by other means (a
+// signal the test sent), to exit, and returns its exit status.
+func (p *Process) Wait(timeout time.Duration) (int, error) {
+	if p.cmd == nil {
+		return 0, fmt.Errorf("%s is not running", p.name)
+	}
+	select {
+	case <-p.exited:
+		p.cmd = nil
+		return p.code, nil
+	case <-time.After(timeout):
+		return 0, fmt.Errorf("%s still running after %v", p.name, timeout)
+	}
 }
 
 // Log returns what the process wrote so far, for failure messages.
