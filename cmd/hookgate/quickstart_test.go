@@ -85,7 +85,7 @@ func TestQuickstart(t *testing.T) {
 		if ctx.Err() != nil {
 			err = fmt.Errorf("%w (timed out after %s)", err, timeout)
 		}
-		t.Fatalf("docs/quickstart.md (%d blocks) failed after %s: %v\n%s", len(blocks), elapsed, err, out)
+		t.Fatalf("docs/quickstart.md (%d blocks) failed after %s: %v\n%s%s", len(blocks), elapsed, err, out, logTails(filepath.Join(dir, "qs")))
 	}
 	t.Logf("docs/quickstart.md: %d blocks passed in %s", len(blocks), elapsed)
 }
@@ -185,4 +185,25 @@ func quickstartEnv() []string {
 		}
 	}
 	return env
+}
+
+// logTails returns the last lines of the logs the doc wrote under dir (the
+// gateway's, the receiver's, ...), to tell why a step failed.
+func logTails(dir string) string {
+	var b strings.Builder
+	for _, pattern := range []string{"*.log", "*.err"} {
+		files, _ := filepath.Glob(filepath.Join(dir, pattern))
+		for _, f := range files {
+			data, err := os.ReadFile(f)
+			if err != nil {
+				continue
+			}
+			lines := strings.Split(strings.TrimRight(string(data), "\n"), "\n")
+			if len(lines) > 30 {
+				lines = lines[len(lines)-30:]
+			}
+			fmt.Fprintf(&b, "\n--- qs/%s (last %d lines)\n%s\n", filepath.Base(f), len(lines), strings.Join(lines, "\n"))
+		}
+	}
+	return b.String()
 }
