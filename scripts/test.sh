@@ -33,6 +33,16 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
+# --- command-line tools the quickstart test runs (docs/quickstart.md) -------
+missing=()
+for tool in curl openssl xxd; do command -v "$tool" >/dev/null || missing+=("$tool"); done
+if [ ${#missing[@]} -gt 0 ]; then
+  log "installing ${missing[*]} from Debian"
+  sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo apt-get update -qq >&2
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
 # --- ClickHouse (Debian's clickhouse-server) --------------------------------
 chbin=$(clickhouse_server)
 
