@@ -87,8 +87,13 @@ type Process struct {
 	dir     string
 	cmd     *exec.Cmd
 	logPath string
-	exited  chan struct{} // closed when the running process has exited
-	code    int           // its exit status, once exited is closed
+	exit    *exit // of the running process
+}
+
+// exit is one run's end: done is closed once it exited with code.
+type exit struct {
+	done chan struct{}
+	code int
 }
 
 // StartProcess starts name with args, its output in a log file under the
@@ -129,13 +134,13 @@ func (p *Process) Start() {
 		p.t.Fatalf("start %s: %v", p.name, err)
 	}
 	p.cmd = cmd
-	exited := make(chan struct{})
-	p.exited = exited
+	e := &exit{done: make(chan struct{})}
+	p.exit = e
 	go func() {
 		cmd.Wait()
 		logf.Close()
-		p.code = cmd.ProcessState.ExitCode()
-		close(exited)
+		e.code = cmd.ProcessState.ExitCode()
+		close(e.done)
 	}()
 }
 
@@ -188,9 +193,9 @@ func (p *Process) Wait(timeout time.Duration) (int, error) {
 		return 0, fmt.Errorf("%s is not running", p.name)
 	}
 	select {
-	case <-p.exited:
+	case <-p.exit.done:
 		p.cmd = nil
-		return p.code, nil
+		return p.exit.code, nil
 	case <-time.After(timeout):
 		return 0, fmt.Errorf("%s still running after %v", p.name, timeout)
 	}
