@@ -45,6 +45,8 @@ type Bus struct {
 	js     jetstream.JetStream
 	stream string
 	log    *slog.Logger
+	// gc groups publishes into atomic batches (bus.sync: batch), or nil.
+	gc *committer
 }
 
 // Option configures Open.
@@ -123,6 +125,9 @@ func Open(ctx context.Context, cfg config.Bus, dataDir string, opts ...Option) (
 		b.Close()
 		return nil, err
 	}
+	if b.srv != nil && cfg.Sync == "batch" {
+		b.gc = newCommitter(nc, js)
+	}
 	return b, nil
 }
 
@@ -158,7 +163,7 @@ func startEmbedded(cfg config.Bus, dataDir, token string, o options) (*server.Se
 		ServerName:         "hookgate",
 		JetStream:          true,
 		StoreDir:           filepath.Join(dataDir, "jetstream"),
-		SyncAlways:         cfg.Sync == "always",
+		SyncAlways:         cfg.Sync == "always" || cfg.Sync == "batch",
 		NoSigs:             true,
 		MaxPayload:         8 << 20,
 		JetStreamMaxMemory: 256 << 20,
@@ -205,6 +210,8 @@ func (b *Bus) ensureStream(ctx context.Context, cfg config.Bus) error {
 		Duplicates: cfg.DedupWindow.D(),
 		MaxAge:     cfg.MaxAge.D(),
 		Replicas:   max(cfg.Replicas, 1),
+		// Group commit publishes atomic batches (groupcommit.go).
+		AllowAtomicPublish: b.srv != nil && cfg.Sync == "batch",
 	}
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
@@ -260,6 +267,13 @@ func (b *Bus) Publish(ctx context.Context, subject, msgID string, data []byte) (
 	if stall <= 0 {
 		return false, fmt.Errorf("%w: publish %s: %v", ErrUnavailable, subject, context.DeadlineExceeded)
 	}
+	if b.gc != nil {
+		dup, err := b.gc.publish(ctx, msg, stall)
+		if err != nil {
+			return false, fmt.Errorf("%w: publish %s: %v", ErrUnavailable, subject, err)
+		}
+		return dup, nil
+	}
 	f, err := b.js.PublishMsgAsync(msg, jetstream.WithStallWait(stall))
 	if err != nil {
 		return false, fmt.Errorf("%w: publish %s: %v", ErrUnavailable, subject, err)
@@ -304,6 +318,9 @@ func (b *Bus) Drain(timeout time.Duration) error {
 	if b.nc == nil || b.nc.IsClosed() {
 		return nil
 	}
+	if b.gc != nil {
+		b.gc.stop()
+	}
 	done := make(chan struct{})
 	b.nc.SetClosedHandler(func(*nats.Conn) { close(done) })
 	if err := b.nc.Drain(); err != nil {
@@ -320,6 +337,9 @@ func (b *Bus) Drain(timeout time.Duration) error {
 
 // Close closes the connection and shuts the embedded server down.
 func (b *Bus) Close() error {
+	if b.gc != nil {
+		b.gc.stop()
+	}
 	if b.nc != nil {
 		b.nc.Close()
 	}
