@@ -47,6 +47,9 @@ type Bus struct {
 	log    *slog.Logger
 	// gc groups publishes into atomic batches (bus.sync: batch), or nil.
 	gc *committer
+	// sy fsyncs the stream's blocks for groups of publishes (bus.sync:
+	// group), or nil.
+	sy *syncer
 }
 
 // Option configures Open.
@@ -127,6 +130,9 @@ func Open(ctx context.Context, cfg config.Bus, dataDir string, opts ...Option) (
 	}
 	if b.srv != nil && cfg.Sync == "batch" {
 		b.gc = newCommitter(nc, js)
+	}
+	if b.srv != nil && cfg.Sync == "group" {
+		b.sy = newSyncer(filepath.Join(dataDir, "jetstream", server.JetStreamStoreDir, server.DEFAULT_GLOBAL_ACCOUNT, "streams", cfg.Stream, "msgs"))
 	}
 	return b, nil
 }
@@ -280,6 +286,11 @@ func (b *Bus) Publish(ctx context.Context, subject, msgID string, data []byte) (
 	}
 	select {
 	case ack := <-f.Ok():
+		if b.sy != nil {
+			if err := b.sy.wait(ctx); err != nil {
+				return false, fmt.Errorf("%w: publish %s: %v", ErrUnavailable, subject, err)
+			}
+		}
 		return ack.Duplicate, nil
 	case err := <-f.Err():
 		return false, fmt.Errorf("%w: publish %s: %v", ErrUnavailable, subject, err)
@@ -339,6 +350,9 @@ func (b *Bus) Drain(timeout time.Duration) error {
 func (b *Bus) Close() error {
 	if b.gc != nil {
 		b.gc.stop()
+	}
+	if b.sy != nil {
+		b.sy.stop()
 	}
 	if b.nc != nil {
 		b.nc.Close()

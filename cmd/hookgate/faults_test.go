@@ -152,7 +152,23 @@ sources:
 // TestFaultKill9: every request answered 200 before a SIGKILL of the
 // gateway is in the stream after the restart.
 func TestFaultKill9(t *testing.T) {
-	cfg := fileConfig(t, "")
+	faultKill9(t, "", "kill -9 the gateway under load")
+}
+
+// TestFaultKill9Batch: the same with bus.sync: batch (group commit through
+// atomic batches): every 200 waited for the batch that holds its event.
+func TestFaultKill9Batch(t *testing.T) {
+	faultKill9(t, "bus: {sync: batch}\n", "kill -9 the gateway under load, bus.sync: batch")
+}
+
+// TestFaultKill9Group: the same with bus.sync: group (the gateway's own
+// fsync of the stream's blocks, shared by concurrent publishes).
+func TestFaultKill9Group(t *testing.T) {
+	faultKill9(t, "bus: {sync: group}\n", "kill -9 the gateway under load, bus.sync: group")
+}
+
+func faultKill9(t *testing.T, extra, name string) {
+	cfg := fileConfig(t, extra)
 	g := startGateway(t, cfg)
 	var url atomic.Value
 	url.Store(g.URL + "/webhook/b24")
@@ -177,11 +193,11 @@ func TestFaultKill9(t *testing.T) {
 			}
 		}
 	}
-	t.Logf("kill -9 under load: %d requests, %d answered 200, %d stored after restart, %d lost", len(answers), ok, len(stored), lost)
+	t.Logf("%s: %d requests, %d answered 200, %d stored after restart, %d lost", name, len(answers), ok, len(stored), lost)
 	if ok == 0 || lost != 0 {
 		t.Errorf("%d of %d acknowledged events lost", lost, ok)
 	}
-	recordFault(t, "kill -9 the gateway under load", fmt.Sprintf("%d requests, %d answered 200, %d lost", len(answers), ok, lost))
+	recordFault(t, name, fmt.Sprintf("%d requests, %d answered 200, %d lost", len(answers), ok, lost))
 }
 
 // TestFaultClickHouseOutage: history rows equal the answered requests after
