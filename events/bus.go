@@ -45,8 +45,6 @@ type Bus struct {
 	js     jetstream.JetStream
 	stream string
 	log    *slog.Logger
-	// gc groups publishes into atomic batches (bus.sync: batch), or nil.
-	gc *committer
 	// sy fsyncs the stream's blocks for groups of publishes (bus.sync:
 	// group), or nil.
 	sy *syncer
@@ -128,9 +126,6 @@ func Open(ctx context.Context, cfg config.Bus, dataDir string, opts ...Option) (
 		b.Close()
 		return nil, err
 	}
-	if b.srv != nil && cfg.Sync == "batch" {
-		b.gc = newCommitter(nc, js)
-	}
 	if b.srv != nil && cfg.Sync == "group" {
 		b.sy = newSyncer(filepath.Join(dataDir, "jetstream", server.JetStreamStoreDir, server.DEFAULT_GLOBAL_ACCOUNT, "streams", cfg.Stream, "msgs"))
 	}
@@ -169,7 +164,7 @@ func startEmbedded(cfg config.Bus, dataDir, token string, o options) (*server.Se
 		ServerName:         "hookgate",
 		JetStream:          true,
 		StoreDir:           filepath.Join(dataDir, "jetstream"),
-		SyncAlways:         cfg.Sync == "always" || cfg.Sync == "batch",
+		SyncAlways:         cfg.Sync == "always",
 		NoSigs:             true,
 		MaxPayload:         8 << 20,
 		JetStreamMaxMemory: 256 << 20,
@@ -216,8 +211,6 @@ func (b *Bus) ensureStream(ctx context.Context, cfg config.Bus) error {
 		Duplicates: cfg.DedupWindow.D(),
 		MaxAge:     cfg.MaxAge.D(),
 		Replicas:   max(cfg.Replicas, 1),
-		// Group commit publishes atomic batches (groupcommit.go).
-		AllowAtomicPublish: b.srv != nil && cfg.Sync == "batch",
 	}
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
@@ -273,13 +266,6 @@ func (b *Bus) Publish(ctx context.Context, subject, msgID string, data []byte) (
 	if stall <= 0 {
 		return false, fmt.Errorf("%w: publish %s: %v", ErrUnavailable, subject, context.DeadlineExceeded)
 	}
-	if b.gc != nil {
-		dup, err := b.gc.publish(ctx, msg, stall)
-		if err != nil {
-			return false, fmt.Errorf("%w: publish %s: %v", ErrUnavailable, subject, err)
-		}
-		return dup, nil
-	}
 	f, err := b.js.PublishMsgAsync(msg, jetstream.WithStallWait(stall))
 	if err != nil {
 		return false, fmt.Errorf("%w: publish %s: %v", ErrUnavailable, subject, err)
@@ -329,9 +315,6 @@ func (b *Bus) Drain(timeout time.Duration) error {
 	if b.nc == nil || b.nc.IsClosed() {
 		return nil
 	}
-	if b.gc != nil {
-		b.gc.stop()
-	}
 	done := make(chan struct{})
 	b.nc.SetClosedHandler(func(*nats.Conn) { close(done) })
 	if err := b.nc.Drain(); err != nil {
@@ -348,9 +331,6 @@ func (b *Bus) Drain(timeout time.Duration) error {
 
 // Close closes the connection and shuts the embedded server down.
 func (b *Bus) Close() error {
-	if b.gc != nil {
-		b.gc.stop()
-	}
 	if b.sy != nil {
 		b.sy.stop()
 	}

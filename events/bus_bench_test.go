@@ -25,7 +25,7 @@ func BenchmarkPublish(b *testing.B) {
 // with strace -c -f -e trace=fsync,fdatasync on the test binary
 // (docs/reliability.md).
 func BenchmarkPublishSync(b *testing.B) {
-	for _, policy := range []string{"interval", "always", "batch", "group"} {
+	for _, policy := range []string{"interval", "always", "group"} {
 		b.Run(policy, func(b *testing.B) {
 			benchmarkPublish(b, policy, 64/runtime.GOMAXPROCS(0))
 		})

@@ -155,12 +155,6 @@ func TestFaultKill9(t *testing.T) {
 	faultKill9(t, "", "kill -9 the gateway under load")
 }
 
-// TestFaultKill9Batch: the same with bus.sync: batch (group commit through
-// atomic batches): every 200 waited for the batch that holds its event.
-func TestFaultKill9Batch(t *testing.T) {
-	faultKill9(t, "bus: {sync: batch}\n", "kill -9 the gateway under load, bus.sync: batch")
-}
-
 // TestFaultKill9Group: the same with bus.sync: group (the gateway's own
 // fsync of the stream's blocks, shared by concurrent publishes).
 func TestFaultKill9Group(t *testing.T) {
