@@ -15,7 +15,7 @@
 #
 # Knobs (environment): BENCH_DURATION (measured window per run, default
 # 10s), BENCH_WARMUP (2s), BENCH_CONNS (64), BENCH_SCENARIOS, BENCH_SYNC
-# (bus.sync: interval | always | batch), BENCH_STRACE=1 (count the
+# (bus.sync: group, the default | interval | always), BENCH_STRACE=1 (count the
 # gateway's fsync and fdatasync calls with strace -c -f during the bitrix24
 # run, warm-up included, and print them beside the stream's message count:
 # fsyncs per stored message; strace stops the process at every system
@@ -39,7 +39,7 @@ cd "$root"
 duration=${BENCH_DURATION:-10s}
 warmup=${BENCH_WARMUP:-2s}
 conns=${BENCH_CONNS:-64}
-sync=${BENCH_SYNC:-interval}
+sync=${BENCH_SYNC:-group}
 repeat=${BENCH_REPEAT:-1}
 scenarios=${BENCH_SCENARIOS:-"bitrix24 bitrix24-invalid10 standard-2k apikey-multipart bitrix24-1k bitrix24-64k"}
 work=$(mktemp -d /tmp/hookgate-bench.XXXXXX)

@@ -155,10 +155,17 @@ func TestFaultKill9(t *testing.T) {
 	faultKill9(t, "", "kill -9 the gateway under load")
 }
 
-// TestFaultKill9Group: the same with bus.sync: group (the gateway's own
-// fsync of the stream's blocks, shared by concurrent publishes).
+// TestFaultKill9Group: the same with bus.sync: group set (the default:
+// the gateway's own fsync of the stream's blocks, shared by concurrent
+// publishes).
 func TestFaultKill9Group(t *testing.T) {
 	faultKill9(t, "bus: {sync: group}\n", "kill -9 the gateway under load, bus.sync: group")
+}
+
+// TestFaultKill9Interval: the same with bus.sync: interval (no fsync before
+// the 200: the page cache outlives the process).
+func TestFaultKill9Interval(t *testing.T) {
+	faultKill9(t, "bus: {sync: interval}\n", "kill -9 the gateway under load, bus.sync: interval")
 }
 
 func faultKill9(t *testing.T, extra, name string) {
