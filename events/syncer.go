@@ -102,33 +102,27 @@ func (s *syncer) run() {
 
 // sync fsyncs every block written since the last sync: the newest block
 // known then and any block created since, and the directory when blocks
-// were created.
+// were created. Blocks are numbered upwards: after the first round it
+// probes for the next numbers instead of listing the directory (which
+// holds a block per few MB of the stream's retention).
 func (s *syncer) sync() error {
-	entries, err := os.ReadDir(s.dir)
-	if err != nil {
-		return fmt.Errorf("sync: %w", err)
-	}
-	hi := 0
-	for _, e := range entries {
-		if n, ok := strings.CutSuffix(e.Name(), ".blk"); ok {
-			if i, err := strconv.Atoi(n); err == nil {
-				hi = max(hi, i)
-			}
-		}
-	}
-	if hi == 0 {
-		// A PubAck came, so a block holds the message: the layout is not
-		// the one this code knows. Refuse rather than promise.
-		return fmt.Errorf("sync: no block file in %s", s.dir)
-	}
 	from := s.hi
-	if from == 0 {
+	if from == 0 || !exists(s.blockPath(from)) {
+		hi, err := s.newestBlock()
+		if err != nil {
+			return err
+		}
 		from = hi
+	}
+	hi := from
+	for exists(s.blockPath(hi + 1)) {
+		hi++
 	}
 	for i := from; i <= hi; i++ {
 		f := s.last
 		if f == nil || i != s.hi {
-			if f, err = os.Open(filepath.Join(s.dir, strconv.Itoa(i)+".blk")); err != nil {
+			var err error
+			if f, err = os.Open(s.blockPath(i)); err != nil {
 				if os.IsNotExist(err) {
 					continue // removed since (aged out): nothing to keep
 				}
@@ -150,6 +144,37 @@ func (s *syncer) sync() error {
 		s.hiDir = hi
 	}
 	return nil
+}
+
+func (s *syncer) blockPath(i int) string {
+	return filepath.Join(s.dir, strconv.Itoa(i)+".blk")
+}
+
+// newestBlock lists the directory for the highest block number.
+func (s *syncer) newestBlock() (int, error) {
+	entries, err := os.ReadDir(s.dir)
+	if err != nil {
+		return 0, fmt.Errorf("sync: %w", err)
+	}
+	hi := 0
+	for _, e := range entries {
+		if n, ok := strings.CutSuffix(e.Name(), ".blk"); ok {
+			if i, err := strconv.Atoi(n); err == nil {
+				hi = max(hi, i)
+			}
+		}
+	}
+	if hi == 0 {
+		// A PubAck came, so a block holds the message: the layout is not
+		// the one this code knows. Refuse rather than promise.
+		return 0, fmt.Errorf("sync: no block file in %s", s.dir)
+	}
+	return hi, nil
+}
+
+func exists(path string) bool {
+	_, err := os.Stat(path)
+	return err == nil
 }
 
 func syncDir(dir string) error {

@@ -29,8 +29,16 @@ func TestGroupSyncCoversBlock(t *testing.T) {
 	}
 	defer bus.Close()
 	msgs := filepath.Join(dir, "jetstream", "jetstream", "$G", "streams", cfg.Stream, "msgs")
-	for i := range 20 {
+	// small messages, then 256 KiB ones until the store has moved to new
+	// block files several times
+	for i := 0; i < 20 || countBlocks(t, msgs) < 4; i++ {
+		if i > 400 {
+			t.Fatalf("%d block files after %d messages; want 4", countBlocks(t, msgs), i)
+		}
 		payload := fmt.Appendf(nil, `{"probe":"group-sync-%d-%s"}`, i, t.Name())
+		if i >= 20 {
+			payload = append(payload, bytes.Repeat([]byte{' '}, 256<<10)...)
+		}
 		if _, err := bus.Publish(context.Background(), "hookgate.in.b24.PROBE", fmt.Sprintf("probe-%d", i), payload); err != nil {
 			t.Fatalf("Publish(%d) = %v", i, err)
 		}
@@ -41,10 +49,19 @@ func TestGroupSyncCoversBlock(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			found = found || bytes.Contains(data, payload)
+			found = found || bytes.Contains(data, payload[:40])
 		}
 		if !found {
 			t.Fatalf("after Publish(%d) returned, no block file in %s holds the message (blocks %v)", i, msgs, blks)
 		}
 	}
+}
+
+func countBlocks(t *testing.T, dir string) int {
+	t.Helper()
+	blks, err := filepath.Glob(filepath.Join(dir, "*.blk"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(blks)
 }
