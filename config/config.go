@@ -80,9 +80,12 @@ type Bus struct {
 	URL    string `yaml:"url"`
 	Listen string `yaml:"listen"`
 	Stream string `yaml:"stream"`
-	// Sync is the embedded JetStream's fsync policy: "interval" (the
-	// server's default, fsync every 2 minutes) or "always" (fsync before
-	// every acknowledgement). See docs/reliability.md.
+	// Sync is the embedded JetStream's fsync policy: "group" (the
+	// default: a Publish returns after an fsync that began after its
+	// PubAck, one fsync shared by every publish waiting), "interval" (the
+	// server's default, fsync every 2 minutes) or "always" (the server
+	// fsyncs every message before its acknowledgement). See
+	// docs/reliability.md.
 	Sync string `yaml:"sync"`
 	// DedupWindow is the inbound stream's de-duplication window. 0 (the
 	// default) is DefaultDedupWindow, or longer: the longest signature

@@ -53,7 +53,7 @@ func Default() *Config {
 		Bus: Bus{
 			Listen:   "127.0.0.1:4222",
 			Stream:   "HOOKGATE",
-			Sync:     "interval",
+			Sync:     "group",
 			MaxAge:   Duration(7 * 24 * time.Hour),
 			Replicas: 1,
 		},

@@ -155,8 +155,8 @@ func (c *Config) Validate(known Known) error {
 		add("bus.dedup_window", "%v is shorter than the signature tolerance %v of %s: a replay inside the tolerance would be stored twice (leave it unset for %v)",
 			c.Bus.DedupWindow.D(), longest, at, max(DefaultDedupWindow, longest+DedupSkew))
 	}
-	if c.Bus.Sync != "interval" && c.Bus.Sync != "always" {
-		add("bus.sync", "unknown sync policy %q (want interval or always)", c.Bus.Sync)
+	if c.Bus.Sync != "interval" && c.Bus.Sync != "always" && c.Bus.Sync != "group" {
+		add("bus.sync", "unknown sync policy %q (want group, interval or always)", c.Bus.Sync)
 	}
 	if c.History.BatchRows <= 0 {
 		add("history.batch_rows", "must be positive")

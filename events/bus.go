@@ -45,6 +45,9 @@ type Bus struct {
 	js     jetstream.JetStream
 	stream string
 	log    *slog.Logger
+	// sy fsyncs the stream's blocks for groups of publishes (bus.sync:
+	// group), or nil.
+	sy *syncer
 }
 
 // Option configures Open.
@@ -122,6 +125,9 @@ func Open(ctx context.Context, cfg config.Bus, dataDir string, opts ...Option) (
 	if err := b.ensureStream(ctx, cfg); err != nil {
 		b.Close()
 		return nil, err
+	}
+	if b.srv != nil && cfg.Sync == "group" {
+		b.sy = newSyncer(filepath.Join(dataDir, "jetstream", server.JetStreamStoreDir, server.DEFAULT_GLOBAL_ACCOUNT, "streams", cfg.Stream, "msgs"))
 	}
 	return b, nil
 }
@@ -273,6 +279,11 @@ func (b *Bus) Publish(ctx context.Context, subject, msgID string, data []byte) (
 	}
 	select {
 	case ack := <-f.Ok():
+		if b.sy != nil {
+			if err := b.sy.wait(ctx); err != nil {
+				return false, fmt.Errorf("%w: publish %s: %v", ErrUnavailable, subject, err)
+			}
+		}
 		return ack.Duplicate, nil
 	case err := <-f.Err():
 		return false, fmt.Errorf("%w: publish %s: %v", ErrUnavailable, subject, err)
@@ -327,6 +338,9 @@ func (b *Bus) Drain(timeout time.Duration) error {
 
 // Close closes the connection and shuts the embedded server down.
 func (b *Bus) Close() error {
+	if b.sy != nil {
+		b.sy.stop()
+	}
 	if b.nc != nil {
 		b.nc.Close()
 	}

@@ -3,6 +3,7 @@ package events_test
 import (
 	"context"
 	"fmt"
+	"runtime"
 	"strconv"
 	"sync/atomic"
 	"testing"
@@ -16,7 +17,24 @@ import (
 // BenchmarkPublish stores ~1.6 KB events from 32 goroutines per CPU and
 // waits for each acknowledgement, as the gateway does.
 func BenchmarkPublish(b *testing.B) {
+	benchmarkPublish(b, config.Default().Bus.Sync, 32)
+}
+
+// BenchmarkPublishSync compares the sync policies with 64 publishers (as
+// many as the bench's connections), every id distinct. Count the fsyncs
+// with strace -c -f -e trace=fsync,fdatasync on the test binary
+// (docs/reliability.md).
+func BenchmarkPublishSync(b *testing.B) {
+	for _, policy := range []string{"interval", "always", "group"} {
+		b.Run(policy, func(b *testing.B) {
+			benchmarkPublish(b, policy, 64/runtime.GOMAXPROCS(0))
+		})
+	}
+}
+
+func benchmarkPublish(b *testing.B, policy string, parallelism int) {
 	cfg := config.Default().Bus
+	cfg.Sync = policy
 	cfg.Listen = fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(b))
 	bus, err := events.Open(context.Background(), cfg, b.TempDir())
 	if err != nil {
@@ -29,7 +47,7 @@ func BenchmarkPublish(b *testing.B) {
 	}
 	var seq atomic.Uint64
 	seq.Store(uint64(time.Now().UnixNano()))
-	b.SetParallelism(32)
+	b.SetParallelism(max(parallelism, 1))
 	b.ReportAllocs()
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {

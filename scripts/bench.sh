@@ -15,7 +15,11 @@
 #
 # Knobs (environment): BENCH_DURATION (measured window per run, default
 # 10s), BENCH_WARMUP (2s), BENCH_CONNS (64), BENCH_SCENARIOS, BENCH_SYNC
-# (bus.sync: interval | always), BENCH_REPEAT (rounds of the bitrix24
+# (bus.sync: group, the default | interval | always), BENCH_STRACE=1 (count the
+# gateway's fsync and fdatasync calls with strace -c -f during the bitrix24
+# run, warm-up included, and print them beside the stream's message count:
+# fsyncs per stored message; strace stops the process at every system
+# call, so that run's req/s and latency are not figures), BENCH_REPEAT (rounds of the bitrix24
 # scenario, default 1), BENCH_PERF=1 (record a perf profile of hookgate
 # during the bitrix24 run; needs perf), BENCH_PPROF=1 (Go CPU, heap, allocs
 # and mutex profiles of that run, from the pprof listener hookgate opens on
@@ -35,7 +39,7 @@ cd "$root"
 duration=${BENCH_DURATION:-10s}
 warmup=${BENCH_WARMUP:-2s}
 conns=${BENCH_CONNS:-64}
-sync=${BENCH_SYNC:-interval}
+sync=${BENCH_SYNC:-group}
 repeat=${BENCH_REPEAT:-1}
 scenarios=${BENCH_SCENARIOS:-"bitrix24 bitrix24-invalid10 standard-2k apikey-multipart bitrix24-1k bitrix24-64k"}
 work=$(mktemp -d /tmp/hookgate-bench.XXXXXX)
@@ -225,7 +229,18 @@ for round in $(seq 1 "$repeat"); do
         cpupid=$!
       fi
     fi
+    stracepid=""
+    if [ "${BENCH_STRACE:-}" = 1 ] && [ "$sc" = bitrix24 ] && [ "$round" = 1 ]; then
+      command -v strace >/dev/null || { echo "BENCH_STRACE=1 needs strace" >&2; exit 2; }
+      strace -c -f -e trace=fsync,fdatasync -p "$hpid" -o "$work/strace-hookgate.txt" 2>/dev/null &
+      stracepid=$!
+      sleep 1
+    fi
     bench_one hookgate "http://127.0.0.1:$hport" "$hpid" "$sc" -aux-pid "$chpid"
+    if [ -n "$stracepid" ]; then
+      kill -INT "$stracepid" 2>/dev/null || true
+      wait "$stracepid" 2>/dev/null || true
+    fi
     if [ -n "$cpupid" ]; then
       wait "$cpupid" || true
       for p in heap allocs mutex goroutine; do curl -fsS -o "$work/$p.pprof" "http://$pprof/debug/pprof/$p" || true; done
@@ -264,6 +279,10 @@ verify_gateway() { # label bus pid database
   fi
 }
 verify_gateway hookgate "$hbus" "$hpid" hookgate
+if [ -s "$work/strace-hookgate.txt" ]; then
+  echo "hookgate fsyncs during the bitrix24 run (strace -c -f; the stream count above is every message stored):"
+  cat "$work/strace-hookgate.txt"
+fi
 if [ -n "${BENCH_BASELINE:-}" ]; then
   verify_gateway baseline "$bbus" "$bpid" hookgate_baseline
 fi

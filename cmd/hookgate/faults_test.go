@@ -161,7 +161,24 @@ sources:
 // TestFaultKill9: every request answered 200 before a SIGKILL of the
 // gateway is in the stream after the restart.
 func TestFaultKill9(t *testing.T) {
-	cfg := fileConfig(t, "")
+	faultKill9(t, "", "kill -9 the gateway under load")
+}
+
+// TestFaultKill9Group: the same with bus.sync: group set (the default:
+// the gateway's own fsync of the stream's blocks, shared by concurrent
+// publishes).
+func TestFaultKill9Group(t *testing.T) {
+	faultKill9(t, "bus: {sync: group}\n", "kill -9 the gateway under load, bus.sync: group")
+}
+
+// TestFaultKill9Interval: the same with bus.sync: interval (no fsync before
+// the 200: the page cache outlives the process).
+func TestFaultKill9Interval(t *testing.T) {
+	faultKill9(t, "bus: {sync: interval}\n", "kill -9 the gateway under load, bus.sync: interval")
+}
+
+func faultKill9(t *testing.T, extra, name string) {
+	cfg := fileConfig(t, extra)
 	g := startGateway(t, cfg)
 	var url atomic.Value
 	url.Store(g.URL + "/webhook/b24")
@@ -186,11 +203,11 @@ func TestFaultKill9(t *testing.T) {
 			}
 		}
 	}
-	t.Logf("kill -9 under load: %d requests, %d answered 200, %d stored after restart, %d lost", len(answers), ok, len(stored), lost)
+	t.Logf("%s: %d requests, %d answered 200, %d stored after restart, %d lost", name, len(answers), ok, len(stored), lost)
 	if ok == 0 || lost != 0 {
 		t.Errorf("%d of %d acknowledged events lost", lost, ok)
 	}
-	recordFault(t, "kill -9 the gateway under load", fmt.Sprintf("%d requests, %d answered 200, %d lost", len(answers), ok, lost))
+	recordFault(t, name, fmt.Sprintf("%d requests, %d answered 200, %d lost", len(answers), ok, lost))
 }
 
 // TestFaultClickHouseOutage: history rows equal the answered requests after
