@@ -60,6 +60,17 @@ func TestReplicatedBus(t *testing.T) {
 		return err == nil
 	})
 
+	// and all three peers online before it places a three-replica stream
+	// (a node still joining answers "no suitable peers for placement")
+	waitFor(t, "three JetStream peers", 30*time.Second, func() bool {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "PROBE", Subjects: []string{"probe.>"}, Replicas: 3}); err != nil {
+			return false
+		}
+		return js.DeleteStream(ctx, "PROBE") == nil
+	})
+
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	// a bucket left by an older hookgate with one replica is raised to three
