@@ -50,35 +50,6 @@ func (formProvider) Verify(ctx context.Context, _ *providers.Request, m *provide
 	return credential.Check(ctx, secrets, m.Params["token"], hookgate.EInvalidToken, "token")
 }
 
-// fakeSecrets is a secret store whose backend can be switched off.
-type fakeSecrets struct {
-	mu   sync.Mutex
-	vals map[string]string
-	down bool
-}
-
-func (f *fakeSecrets) Secrets(ctx context.Context, ref string) ([]hookgate.Secret, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if f.down {
-		return nil, hookgate.Errorf(hookgate.EUnavailable, "store down")
-	}
-	v, ok := f.vals[ref]
-	if !ok {
-		return nil, hookgate.Errorf(hookgate.ENotFound, "no secret")
-	}
-	return []hookgate.Secret{hookgate.Secret(v)}, nil
-}
-
-func (f *fakeSecrets) Redact(s string) string {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	for _, v := range f.vals {
-		s = strings.ReplaceAll(s, v, hookgate.Redacted)
-	}
-	return s
-}
-
 // pickyProvider refuses sources without an event, like a provider whose
 // constructor validates its settings.
 func pickyProvider(src config.Source) (providers.Provider, error) {
@@ -115,7 +86,7 @@ func (f *fakeDead) Replay(_ context.Context, id string) error {
 type adminFixture struct {
 	url     string
 	gw      *gateway.Gateway
-	secrets *fakeSecrets
+	secrets *testenv.Secrets
 	log     *testenv.Buffer
 	bus     *events.Bus
 	busURL  string // nats:// address of the embedded bus
@@ -155,11 +126,11 @@ func newAdminFixture(t *testing.T, o adminOptions) *adminFixture {
 	reg.Register("picky", pickyProvider)
 	reg.Register("echo", echoProvider)
 	reg.Register("standard", standard.Constructor)
-	sec := &fakeSecrets{vals: map[string]string{
+	sec := testenv.NewSecrets(map[string]string{
 		"a/token":     "s3cret-token-a",
 		"rt/token":    "runtime-s3cret",
 		"admin/token": adminToken,
-	}}
+	})
 	logs := &testenv.Buffer{}
 	log := slog.New(slog.NewTextHandler(logs, nil))
 	dead := &fakeDead{list: []jobs.DeadJob{
@@ -243,9 +214,9 @@ func TestAdminAuth(t *testing.T) {
 		{"token prefix", "Bearer " + adminToken[:5], nil, 401, "unauthorized"},
 		{"right token", "Bearer " + adminToken, nil, 200, ""},
 		{"lower-case scheme", "bearer " + adminToken, nil, 200, ""},
-		{"rotated: old token", "Bearer " + adminToken, func() { f.secrets.set("admin/token", "rotated-t0ken") }, 401, "unauthorized"},
+		{"rotated: old token", "Bearer " + adminToken, func() { f.secrets.Set("admin/token", "rotated-t0ken") }, 401, "unauthorized"},
 		{"rotated: new token", "Bearer rotated-t0ken", nil, 200, ""},
-		{"store down", "Bearer rotated-t0ken", func() { f.secrets.setDown(true) }, 503, "unavailable"},
+		{"store down", "Bearer rotated-t0ken", func() { f.secrets.SetDown(true) }, 503, "unavailable"},
 		{"store down, no header", "", nil, 401, "unauthorized"},
 	}
 	for _, tc := range tests {
@@ -276,25 +247,13 @@ func TestAdminAuth(t *testing.T) {
 		}
 	}
 	// unknown admin paths need the token too
-	f.secrets.setDown(false)
+	f.secrets.SetDown(false)
 	if status, _, _ := f.do(t, "GET", "/admin/nothing", "", ""); status != 401 {
 		t.Errorf("GET /admin/nothing without a token = %d; want 401", status)
 	}
 	if status, body, _ := f.do(t, "GET", "/admin/nothing", "rotated-t0ken", ""); status != 404 || body["error"] != "not_found" {
 		t.Errorf("GET /admin/nothing = %d %v; want 404 not_found", status, body)
 	}
-}
-
-func (f *fakeSecrets) set(ref, v string) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.vals[ref] = v
-}
-
-func (f *fakeSecrets) setDown(down bool) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.down = down
 }
 
 func TestAdminSources(t *testing.T) {
@@ -654,7 +613,7 @@ func TestNoSecretInErrors(t *testing.T) {
 
 func TestNewRefusesMissingParts(t *testing.T) {
 	f := newAdminFixture(t, adminOptions{})
-	reg, sec := providers.NewRegistry(), &fakeSecrets{}
+	reg, sec := providers.NewRegistry(), testenv.NewSecrets(nil)
 	tests := []struct {
 		name string
 		gw   *gateway.Gateway

@@ -68,47 +68,6 @@ type keyProvider struct{ formProvider }
 
 func (keyProvider) KeyRouted() bool { return true }
 
-// fakeSecrets is a secret store whose backend can be switched off.
-type fakeSecrets struct {
-	mu   sync.Mutex
-	vals map[string]string
-	down bool
-}
-
-func (f *fakeSecrets) set(ref, v string) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.vals[ref] = v
-}
-
-func (f *fakeSecrets) Secrets(ctx context.Context, ref string) ([]hookgate.Secret, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if f.down {
-		return nil, hookgate.Errorf(hookgate.EUnavailable, "store down")
-	}
-	v, ok := f.vals[ref]
-	if !ok {
-		return nil, hookgate.Errorf(hookgate.ENotFound, "no secret")
-	}
-	return []hookgate.Secret{hookgate.Secret(v)}, nil
-}
-
-func (f *fakeSecrets) setDown(down bool) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.down = down
-}
-
-func (f *fakeSecrets) Redact(s string) string {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	for _, v := range f.vals {
-		s = strings.ReplaceAll(s, v, hookgate.Redacted)
-	}
-	return s
-}
-
 type recorder struct {
 	mu   sync.Mutex
 	rows []hookgate.Exchange
@@ -123,7 +82,7 @@ func (r *recorder) Record(x hookgate.Exchange) {
 type fixture struct {
 	srv     *httptest.Server
 	bus     *events.Bus
-	secrets *fakeSecrets
+	secrets *testenv.Secrets
 	rec     *recorder
 }
 
@@ -133,7 +92,7 @@ func newFixture(t *testing.T) *fixture {
 	reg := providers.NewRegistry()
 	reg.Register("form", func(config.Source) (providers.Provider, error) { return formProvider{}, nil })
 	reg.Register("key", func(config.Source) (providers.Provider, error) { return keyProvider{}, nil })
-	sec := &fakeSecrets{vals: map[string]string{"a/token": "s3cret-token-a", "k/key": "api-key-0123"}}
+	sec := testenv.NewSecrets(map[string]string{"a/token": "s3cret-token-a", "k/key": "api-key-0123"})
 	rec := &recorder{}
 	scfg := config.Default().Server
 	scfg.MaxBodyBytes = 1024
@@ -220,11 +179,9 @@ func TestAnswersTable(t *testing.T) {
 		{"media type", "POST", "/webhook/a", "application/xml", "<x/>", 415, "unsupported_media_type", nil},
 		{"empty body", "POST", "/webhook/a", form, "", 400, "bad_request", nil},
 		{"malformed", "POST", "/webhook/a", form, "%zz", 400, "bad_request", nil},
-		{"secret store down", "POST", "/webhook/a", form, "event=E&token=s3cret-token-a&id=2", 503, "unavailable", func() { f.secrets.mu.Lock(); f.secrets.down = true; f.secrets.mu.Unlock() }},
+		{"secret store down", "POST", "/webhook/a", form, "event=E&token=s3cret-token-a&id=2", 503, "unavailable", func() { f.secrets.SetDown(true) }},
 		{"bus down", "POST", "/webhook/a", form, "event=E&token=s3cret-token-a&id=3", 503, "unavailable", func() {
-			f.secrets.mu.Lock()
-			f.secrets.down = false
-			f.secrets.mu.Unlock()
+			f.secrets.SetDown(false)
 			f.bus.Close()
 		}},
 	}
@@ -360,7 +317,7 @@ func TestRowOutlivesRequest(t *testing.T) {
 func TestMetricsMounted(t *testing.T) {
 	bus := newBus(t)
 	gw, err := gateway.New(config.Default().Server, nil, gateway.Deps{
-		Registry: providers.NewRegistry(), Secrets: &fakeSecrets{}, Bus: bus,
+		Registry: providers.NewRegistry(), Secrets: testenv.NewSecrets(nil), Bus: bus,
 		Metrics: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "hookgate_test_total 1\n") }),
 	})
 	if err != nil {

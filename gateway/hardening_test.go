@@ -16,6 +16,7 @@ import (
 
 	"github.com/hookgate/hookgate/config"
 	"github.com/hookgate/hookgate/gateway"
+	"github.com/hookgate/hookgate/internal/testenv"
 	"github.com/hookgate/hookgate/providers"
 )
 
@@ -26,7 +27,7 @@ type hardFixture struct {
 	addr    string // host:port
 	gw      *gateway.Gateway
 	rec     *recorder
-	secrets *fakeSecrets
+	secrets *testenv.Secrets
 }
 
 // newHardFixture serves a gateway with server config scfg (from
@@ -37,7 +38,7 @@ func newHardFixture(t testing.TB, mutate func(*config.Server), sources []config.
 	reg := providers.NewRegistry()
 	reg.Register("form", func(config.Source) (providers.Provider, error) { return formProvider{}, nil })
 	reg.Register("key", func(config.Source) (providers.Provider, error) { return keyProvider{}, nil })
-	sec := &fakeSecrets{vals: map[string]string{"a/token": secretA}}
+	sec := testenv.NewSecrets(map[string]string{"a/token": secretA})
 	rec := &recorder{}
 	scfg := config.Default().Server
 	scfg.MaxBodyBytes = 1024
@@ -435,7 +436,7 @@ func TestNoSecretInErrors(t *testing.T) {
 		{"header too large", "POST", "/webhook/a", form, "event=E", map[string]string{"X-Token": secretA, "X-Pad": strings.Repeat("p", 64<<10)}},
 		{"readyz", "GET", "/readyz", "", "", nil},
 	}
-	f.secrets.setDown(false)
+	f.secrets.SetDown(false)
 	for _, r := range reqs {
 		resp, err := doRetryingReset(func() *http.Request {
 			hr, _ := http.NewRequest(r.method, f.url+r.path, strings.NewReader(r.body))
@@ -462,7 +463,7 @@ func TestNoSecretInErrors(t *testing.T) {
 		}
 	}
 	// with the store down, too
-	f.secrets.setDown(true)
+	f.secrets.SetDown(true)
 	status, body, _ := postForm(t, http.DefaultClient, f.url+"/webhook/a", "event=E&token="+secretA+"&id=9", nil)
 	if status != 503 || strings.Contains(body, secretA) {
 		t.Errorf("store down: %d %s", status, body)

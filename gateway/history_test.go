@@ -49,7 +49,7 @@ func TestHistoryBodyTruncatedOnce(t *testing.T) {
 			bus := newBus(t)
 			reg := providers.NewRegistry()
 			reg.Register("key", func(config.Source) (providers.Provider, error) { return keyProvider{}, nil })
-			sec := &fakeSecrets{vals: map[string]string{"k/key": "api-key-0123"}}
+			sec := testenv.NewSecrets(map[string]string{"k/key": "api-key-0123"})
 			scfg := config.Default().Server
 			scfg.MaxBodyBytes = 1 << 20
 			gw, err := gateway.New(scfg, []config.Source{{ID: "k", Provider: "key", Secret: "k/key"}},

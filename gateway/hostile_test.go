@@ -104,7 +104,7 @@ func TestSecretMissing(t *testing.T) {
 	if strings.Contains(logs.String(), "t-0") {
 		t.Errorf("the log holds the credential sent:\n%s", logs.String())
 	}
-	fx.secrets.set("not/written", "t-9")
+	fx.secrets.Set("not/written", "t-9")
 	if status, body, _ := postForm(t, client, fx.url+"/webhook/broken", "event=E&token=t-9", nil); status != 200 {
 		t.Errorf("once the secret is written = %d %s; want 200", status, body)
 	}

@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -48,21 +47,9 @@ flags:
 // API, when one answers on server.listen; else its own.
 func cmdCall(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs, path := flags("call", stderr)
-	usage := func(w io.Writer) {
-		fmt.Fprint(w, callUsage)
-		fs.SetOutput(w)
-		fs.PrintDefaults()
-	}
-	fs.Usage = func() {} // printed below, on stdout for --help
-	err := parseArgs(fs, args)
-	pos := fs.Args()
-	if errors.Is(err, flag.ErrHelp) {
-		usage(stdout)
-		return nil
-	}
-	if err != nil || len(pos) < 2 {
-		usage(stderr)
-		return exitError(2)
+	pos, err := parseUsage(fs, args, callUsage, stdout, stderr, func(pos []string) bool { return len(pos) >= 2 })
+	if err != nil {
+		return parseExit(err)
 	}
 	portalID, method := pos[0], pos[1]
 	params, err := callParams(pos[2:])

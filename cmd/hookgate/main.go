@@ -180,6 +180,29 @@ func parseArgs(fs *flag.FlagSet, args []string) error {
 	return fs.Parse(append([]string{"--"}, pos...))
 }
 
+// parseUsage is parseArgs for a command with a usage text of its own:
+// --help prints text and the flags on stdout and returns errHelp; a bad
+// flag, or positional arguments valid refuses, print them on stderr and
+// return an error. The command answers parseExit(err).
+func parseUsage(fs *flag.FlagSet, args []string, text string, stdout, stderr io.Writer, valid func(pos []string) bool) ([]string, error) {
+	usage := func(w io.Writer) {
+		fmt.Fprint(w, text)
+		fs.SetOutput(w)
+		fs.PrintDefaults()
+	}
+	fs.Usage = func() {} // printed here, on stdout for --help
+	err := parseArgs(fs, args)
+	if errors.Is(err, errHelp) {
+		usage(stdout)
+		return nil, err
+	}
+	if err != nil || !valid(fs.Args()) {
+		usage(stderr)
+		return nil, exitError(2)
+	}
+	return fs.Args(), nil
+}
+
 // parseExit is a command's answer to a parseArgs error: nil after --help,
 // exit status 2 after a bad flag (flag has said why).
 func parseExit(err error) error {

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"maps"
@@ -45,21 +44,11 @@ func cmdTail(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	fs, path := flags("tail", stderr)
 	since := fs.Duration("since", 0, "first print the events stored in this last period (e.g. 10m)")
 	all := fs.Bool("all", false, "first print every event the stream holds")
-	usage := func(w io.Writer) {
-		fmt.Fprint(w, tailUsage)
-		fs.SetOutput(w)
-		fs.PrintDefaults()
-	}
-	fs.Usage = func() {} // printed below, on stdout for --help
-	err := parseArgs(fs, args)
-	pos := fs.Args()
-	if errors.Is(err, flag.ErrHelp) {
-		usage(stdout)
-		return nil
-	}
-	if err != nil || len(pos) > 2 || (*all && *since != 0) || *since < 0 {
-		usage(stderr)
-		return exitError(2)
+	pos, err := parseUsage(fs, args, tailUsage, stdout, stderr, func(pos []string) bool {
+		return len(pos) <= 2 && !(*all && *since != 0) && *since >= 0
+	})
+	if err != nil {
+		return parseExit(err)
 	}
 	subject := tailSubject(pos)
 	cfg, err := loadConfig(*path)
