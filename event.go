@@ -18,7 +18,12 @@ type Event struct {
 	Type            string    `json:"type"`
 	Time            time.Time `json:"time"`
 	DataContentType string    `json:"datacontenttype"`
-	Data            EventData `json:"data"`
+	// TraceParent and TraceState are the W3C trace context of the span
+	// that stored the event, as the CloudEvents distributed-tracing
+	// extension carries them; empty when tracing is off.
+	TraceParent string    `json:"traceparent,omitempty"`
+	TraceState  string    `json:"tracestate,omitempty"`
+	Data        EventData `json:"data"`
 }
 
 // EventData is the payload of an Event, in Citeck's shape.

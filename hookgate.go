@@ -77,6 +77,9 @@ type Exchange struct {
 	RequestBody    string    `json:"request_body"`
 	ResponseBody   string    `json:"response_body"`
 	RemoteAddr     string    `json:"remote_addr"`
+	// TraceID is the OpenTelemetry trace of the exchange's event (32 hex
+	// digits) when tracing is on and the trace was sampled; else "".
+	TraceID string `json:"trace_id"`
 }
 
 // Recorder takes exchanges for history. Record must not block on I/O: it is

@@ -11,17 +11,20 @@ import (
 
 // Config is the whole configuration file (SPEC.md, "Config file").
 type Config struct {
-	Server  Server   `yaml:"server"`
-	DataDir string   `yaml:"data_dir"`
-	Secrets Secrets  `yaml:"secrets"`
-	Bus     Bus      `yaml:"bus"`
-	History History  `yaml:"history"`
-	Retry   Retry    `yaml:"retry"`
-	Admin   Admin    `yaml:"admin"`
-	Log     Log      `yaml:"log"`
-	Sources []Source `yaml:"sources"`
-	Portals []Portal `yaml:"portals"`
-	Routes  []Route  `yaml:"routes"`
+	Server  Server  `yaml:"server"`
+	DataDir string  `yaml:"data_dir"`
+	Secrets Secrets `yaml:"secrets"`
+	Bus     Bus     `yaml:"bus"`
+	History History `yaml:"history"`
+	Retry   Retry   `yaml:"retry"`
+	Admin   Admin   `yaml:"admin"`
+	Log     Log     `yaml:"log"`
+	// Telemetry is OpenTelemetry tracing; off unless an OTLP endpoint is
+	// set here or in OTEL_EXPORTER_OTLP_(TRACES_)ENDPOINT.
+	Telemetry Telemetry `yaml:"telemetry"`
+	Sources   []Source  `yaml:"sources"`
+	Portals   []Portal  `yaml:"portals"`
+	Routes    []Route   `yaml:"routes"`
 }
 
 // Server is the inbound HTTP server.
@@ -149,6 +152,27 @@ type Admin struct {
 type Log struct {
 	Level  string `yaml:"level"`  // debug | info | warn | error
 	Format string `yaml:"format"` // text | json
+}
+
+// Telemetry is OpenTelemetry tracing exported over OTLP
+// (docs/operations.md, "Tracing"). A key left empty takes the standard
+// OTEL_* environment variable, then the default.
+type Telemetry struct {
+	// Endpoint is the OTLP collector's URL, e.g. http://127.0.0.1:4318
+	// (HTTP; /v1/traces is added when the URL has no path) or
+	// http://127.0.0.1:4317 (gRPC). "" = OTEL_EXPORTER_OTLP_TRACES_ENDPOINT
+	// or OTEL_EXPORTER_OTLP_ENDPOINT; none of them = tracing off.
+	Endpoint string `yaml:"endpoint"`
+	// Protocol is http/protobuf or grpc. "" =
+	// OTEL_EXPORTER_OTLP_TRACES_PROTOCOL, OTEL_EXPORTER_OTLP_PROTOCOL,
+	// else http/protobuf.
+	Protocol string `yaml:"protocol"`
+	// SampleRatio is the share of events traced, 0 to 1. nil =
+	// OTEL_TRACES_SAMPLER(_ARG), else 1 (every event).
+	SampleRatio *float64 `yaml:"sample_ratio"`
+	// ServiceName is the service.name resource attribute. "" =
+	// OTEL_SERVICE_NAME, else hookgate.
+	ServiceName string `yaml:"service_name"`
 }
 
 // Source is one inbound webhook source.

@@ -331,6 +331,15 @@ func setFromString(f reflect.Value, s string) error {
 		f.Set(out)
 		return nil
 	}
+	if f.Kind() == reflect.Pointer {
+		// an optional scalar (telemetry.sample_ratio): set = present
+		v := reflect.New(f.Type().Elem())
+		if err := setFromString(v.Elem(), s); err != nil {
+			return err
+		}
+		f.Set(v)
+		return nil
+	}
 	if f.Type() == reflect.TypeOf(Duration(0)) {
 		var d Duration
 		if err := d.UnmarshalText([]byte(s)); err != nil {

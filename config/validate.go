@@ -181,6 +181,7 @@ func (c *Config) Validate(known Known) error {
 	if c.Admin.Token != "" {
 		checkRef(add, "admin.token", c.Admin.Token)
 	}
+	c.Telemetry.validate(add)
 	switch strings.ToLower(c.Log.Level) {
 	case "debug", "info", "warn", "error":
 	default:
@@ -364,4 +365,26 @@ func ParseSecretRef(ref string) (path, field string, err error) {
 		return "", "", fmt.Errorf("bad secret reference %q (want path or path#field)", ref)
 	}
 	return path, field, nil
+}
+
+// validate checks the telemetry section; empty keys are left to the
+// OTEL_* variables and checked when tracing starts.
+func (t *Telemetry) validate(add func(string, string, ...any)) {
+	if t.Endpoint != "" {
+		u, err := url.Parse(t.Endpoint)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			add("telemetry.endpoint", "want an http:// or https:// URL of an OTLP collector, got %q", t.Endpoint)
+		} else if u.User != nil {
+			// a password here would be logged and shown by hookgate check
+			add("telemetry.endpoint", "must not hold credentials; set OTEL_EXPORTER_OTLP_HEADERS instead")
+		}
+	}
+	switch t.Protocol {
+	case "", "http/protobuf", "http", "grpc":
+	default:
+		add("telemetry.protocol", "unknown protocol %q (want http/protobuf or grpc)", t.Protocol)
+	}
+	if r := t.SampleRatio; r != nil && (*r < 0 || *r > 1 || *r != *r) {
+		add("telemetry.sample_ratio", "must be between 0 and 1, got %v", *r)
+	}
 }

@@ -14,10 +14,14 @@ import (
 
 	"github.com/gofiber/fiber/v2"
 	"github.com/valyala/fasthttp"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/hookgate/hookgate"
 	"github.com/hookgate/hookgate/providers"
 	"github.com/hookgate/hookgate/providers/credential"
+	"github.com/hookgate/hookgate/telemetry"
 )
 
 // inbound is one webhook request on its way through the checks.
@@ -36,6 +40,12 @@ type inbound struct {
 	// (408, 431): the row takes them instead of the request's
 	method, path string
 
+	// the request's span and its context (nil when tracing is off), and
+	// the trace context the event carries (the publish span's)
+	span  trace.Span
+	ctx   context.Context
+	trace telemetry.Carrier
+
 	// Computed once per request and shared by the event and the history
 	// row (docs/performance.md): the redaction, the request headers with
 	// credentials redacted, and the body redacted.
@@ -52,6 +62,9 @@ type field struct{ name, value string }
 func (g *Gateway) handleSource(c *fiber.Ctx) error {
 	t := g.table.Load()
 	in := &inbound{start: time.Now(), table: t}
+	if telemetry.Enabled() {
+		g.startSpan(c, in, "/webhook/{source}")
+	}
 	err := g.checkMethod(c)
 	if err == nil {
 		in.src = t.byID[c.Params("source")]
@@ -68,6 +81,9 @@ func (g *Gateway) handleSource(c *fiber.Ctx) error {
 
 func (g *Gateway) handleKey(c *fiber.Ctx) error {
 	in := &inbound{start: time.Now(), keyRoute: true, table: g.table.Load()}
+	if telemetry.Enabled() {
+		g.startSpan(c, in, "/webhooks/{api_key}")
+	}
 	err := g.checkMethod(c)
 	var key string
 	if err == nil {
@@ -197,18 +213,38 @@ func (g *Gateway) accept(c *fiber.Ctx, in *inbound, pathKey string) error {
 	} else {
 		in.eventID = hookgate.NewUUID()
 	}
+	// The publish span starts before the event is encoded: the event
+	// carries its trace context, the parent of the routing's span.
+	subject := hookgate.InboundSubject(s.cfg.ID, msg.Event)
+	ctx, pspan := telemetry.Start(ctx, telemetry.SpanPublish, producerSpan...)
+	defer pspan.End()
+	if pspan.IsRecording() {
+		in.trace = telemetry.Inject(ctx)
+		pspan.SetAttributes(
+			attribute.String(telemetry.AttrMsgSystem, "nats"),
+			attribute.String(telemetry.AttrMsgOperation, "send"),
+			attribute.String(telemetry.AttrMsgDest, subject),
+			attribute.String(telemetry.AttrMsgID, in.eventID),
+		)
+	}
 	data, err := g.encodeEvent(c, req, msg, in)
 	if err != nil {
+		telemetry.Fail(pspan, hookgate.EInternal)
 		return hookgate.WrapError(hookgate.EInternal, "encode event", err)
 	}
 	pctx, cancel := context.WithTimeout(ctx, g.deps.PublishTimeout)
 	defer cancel()
-	dup, err := g.deps.Bus.Publish(pctx, hookgate.InboundSubject(s.cfg.ID, msg.Event), in.eventID, data)
+	dup, err := g.deps.Bus.Publish(pctx, subject, in.eventID, data)
 	if err != nil {
 		if hookgate.ErrorCode(err) == hookgate.EBadRequest {
+			telemetry.Fail(pspan, hookgate.EBadRequest)
 			return err // refused before it was sent: the input is at fault
 		}
+		telemetry.Fail(pspan, hookgate.EUnavailable)
 		return hookgate.WrapError(hookgate.EUnavailable, "the event bus cannot store the event", err)
+	}
+	if pspan.IsRecording() {
+		pspan.SetAttributes(attribute.Bool(telemetry.AttrDuplicate, dup))
 	}
 	if dup {
 		in.outcome = hookgate.OutcomeDuplicate
@@ -216,6 +252,74 @@ func (g *Gateway) accept(c *fiber.Ctx, in *inbound, pathKey string) error {
 	}
 	in.outcome = hookgate.OutcomeAccepted
 	return nil
+}
+
+// Span start options, made once: a variadic list built at each call
+// would cost an allocation per request even with tracing off.
+var (
+	serverSpan   = []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindServer)}
+	producerSpan = []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindProducer)}
+)
+
+// startSpan starts the request's span ("POST /webhook/{source}") and
+// makes its context the request's user context. A traceparent sent by the
+// webhook's sender becomes a link, not the parent: the event's trace
+// starts here (docs/operations.md, "Tracing", says why).
+func (g *Gateway) startSpan(c *fiber.Ctx, in *inbound, route string) {
+	opts := serverSpan
+	if tp := c.Request().Header.Peek(telemetry.HeaderTraceParent); len(tp) > 0 && len(tp) <= 128 {
+		ts := c.Request().Header.Peek(telemetry.HeaderTraceState)
+		if len(ts) > 512 {
+			ts = nil
+		}
+		if sc := telemetry.SpanContext(telemetry.Carrier{TraceParent: string(tp), TraceState: string(ts)}); sc.IsValid() {
+			opts = append(slices.Clip(opts), trace.WithLinks(trace.Link{
+				SpanContext: sc,
+				Attributes:  []attribute.KeyValue{attribute.String(telemetry.AttrLinkReason, "sender traceparent")},
+			}))
+		}
+	}
+	ctx, span := telemetry.Start(c.UserContext(), fiber.MethodPost+" "+route, opts...)
+	if span.IsRecording() {
+		span.SetAttributes(
+			attribute.String(telemetry.AttrHTTPMethod, ownMethod(c.Method())),
+			attribute.String(telemetry.AttrHTTPRoute, g.cfg.BasePath+route),
+			attribute.String(telemetry.AttrClient, c.IP()),
+		)
+	}
+	in.ctx, in.span = ctx, span
+	c.SetUserContext(ctx)
+}
+
+// endSpan sets the request span's outcome and ends it.
+func (in *inbound) endSpan() {
+	if in.span == nil {
+		return
+	}
+	if in.span.IsRecording() {
+		attrs := []attribute.KeyValue{
+			attribute.String(telemetry.AttrOutcome, in.outcome),
+			attribute.Int(telemetry.AttrHTTPStatus, in.status),
+		}
+		if in.src != nil {
+			attrs = append(attrs, attribute.String(telemetry.AttrSource, in.src.cfg.ID),
+				attribute.String(telemetry.AttrProvider, in.src.cfg.Provider))
+		}
+		if in.event != "" {
+			attrs = append(attrs, attribute.String(telemetry.AttrEvent, in.event))
+		}
+		if in.eventID != "" {
+			attrs = append(attrs, attribute.String(telemetry.AttrEventID, in.eventID))
+		}
+		in.span.SetAttributes(attrs...)
+		if in.err != nil {
+			in.span.SetAttributes(attribute.String(telemetry.AttrErrorCode, hookgate.ErrorCode(in.err)))
+			if in.status >= 500 {
+				in.span.SetStatus(codes.Error, hookgate.ErrorCode(in.err))
+			}
+		}
+	}
+	in.span.End()
 }
 
 // asCode keeps err's code when it is a *hookgate.Error and gives other
@@ -265,7 +369,16 @@ func (g *Gateway) encodeEvent(c *fiber.Ctx, req *providers.Request, msg *provide
 	if err != nil {
 		return nil, err
 	}
-	b = append(b, `","datacontenttype":"application/json","data":{"webhookId":`...)
+	b = append(b, `","datacontenttype":"application/json"`...)
+	if in.trace.TraceParent != "" {
+		b = append(b, `,"traceparent":`...)
+		b = appendJSONString(b, in.trace.TraceParent)
+		if in.trace.TraceState != "" {
+			b = append(b, `,"tracestate":`...)
+			b = appendJSONString(b, in.trace.TraceState)
+		}
+	}
+	b = append(b, `,"data":{"webhookId":`...)
 	b = appendJSONString(b, in.src.cfg.ID)
 	b = append(b, `,"provider":`...)
 	b = appendJSONString(b, in.src.cfg.Provider)
@@ -383,7 +496,7 @@ func (g *Gateway) finish(c *fiber.Ctx, in *inbound, err error) error {
 		in.outcome = hookgate.OutcomeRejected
 		in.err = err
 		if hookgate.ErrorCode(err) == hookgate.EInternal || hookgate.ErrorCode(err) == hookgate.EUnavailable {
-			g.log.Warn("inbound request failed", "source", in.sourceID(), "code", hookgate.ErrorCode(err), "err", g.deps.Secrets.Redact(err.Error()))
+			g.log.WarnContext(c.UserContext(), "inbound request failed", "source", in.sourceID(), "code", hookgate.ErrorCode(err), "err", g.deps.Secrets.Redact(err.Error()))
 		}
 		_ = writeError(c, err)
 	} else {
@@ -407,8 +520,13 @@ func (g *Gateway) finish(c *fiber.Ctx, in *inbound, err error) error {
 		g.deps.Observe(in.sourceID(), provider, in.outcome, d)
 	}
 	if g.deps.Recorder != nil {
-		g.deps.Recorder.Record(g.row(c, in, d))
+		x := g.row(c, in, d)
+		if in.ctx != nil {
+			x.TraceID = telemetry.TraceID(in.ctx)
+		}
+		g.deps.Recorder.Record(x)
 	}
+	in.endSpan()
 	return nil
 }
 

@@ -53,6 +53,8 @@ var columns = [...]column{
 	{name: "request_body", modern: "String", codec: "CODEC(ZSTD(3))", legacy: "String", str: func(x *hookgate.Exchange) *string { return &x.RequestBody }},
 	{name: "response_body", modern: "String", codec: "CODEC(ZSTD(3))", legacy: "String", str: func(x *hookgate.Exchange) *string { return &x.ResponseBody }},
 	{name: "remote_addr", modern: "String", legacy: "String", str: func(x *hookgate.Exchange) *string { return &x.RemoteAddr }},
+	// migration 2 (addTraceID); new columns go last, added by a migration
+	{name: "trace_id", modern: "String", codec: "CODEC(ZSTD(1))", legacy: "String", str: func(x *hookgate.Exchange) *string { return &x.TraceID }},
 }
 
 // Columns are the names of the columns of hookgate.exchanges, in table

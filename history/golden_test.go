@@ -30,6 +30,7 @@ func goldenRow() hookgate.Exchange {
 		RequestBody:    "id=42&note=<\"q\" & \\ \t café \u2028>",
 		ResponseBody:   `{"error":"QUERY_LIMIT_EXCEEDED","error_description":"Too many requests: ` + strings.Repeat("ж", 20) + `"}`,
 		RemoteAddr:     "",
+		TraceID:        "4bf92f3577b34da6a3ce929d0e0e4736",
 	}
 }
 
@@ -109,5 +110,22 @@ func TestGoldenSpoolLine(t *testing.T) {
 	}
 	if diff := cmp.Diff(want, rows[0]); diff != "" {
 		t.Errorf("spool line read back (-want +got):\n%s", diff)
+	}
+}
+
+// TestSpoolLineBeforeTraceID reads a spool line written before the
+// trace_id column (migration 2) existed: the row is whole, its trace_id
+// empty. Spools and NDJSON files of the earlier version stay readable.
+func TestSpoolLineBeforeTraceID(t *testing.T) {
+	old := `{"ts":"2026-11-22 09:04:05.123","exchange_id":"0b6d3f4e-7a55-4b7e-9d0c-2f1e8c5a9b10","event_id":"e1","direction":"outbound",` +
+		`"source":"main","provider":"bitrix24","event":"ONCRMDEALADD","operation":"crm.deal.get","http_method":"POST","url":"u",` +
+		`"status":503,"outcome":"retry","error":"QUERY_LIMIT_EXCEEDED","attempt":2,"duration_ms":12.5,"request_headers":"",` +
+		`"request_body":"","response_body":"","remote_addr":""}` + "\n"
+	x, err := ParseJSONEachRow([]byte(old))
+	if err != nil {
+		t.Fatalf("ParseJSONEachRow(line without trace_id) = %v", err)
+	}
+	if x.TraceID != "" || x.EventID != "e1" || x.Attempt != 2 || x.Error != "QUERY_LIMIT_EXCEEDED" {
+		t.Errorf("ParseJSONEachRow(line without trace_id) = %+v; want the row, trace_id empty", x)
 	}
 }

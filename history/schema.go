@@ -42,20 +42,47 @@ func ParseServerVersion(s string) (ServerVersion, error) {
 }
 
 // migration is one numbered schema change. Migrations are additive: a new
-// version appends statements (ALTER TABLE ... ADD COLUMN IF NOT EXISTS ...),
+// version appends statements (ALTER TABLE ... ADD COLUMN, see addsColumn),
 // never edits an applied one.
 type migration struct {
 	version uint32
 	name    string
 	ddl     func(v ServerVersion, database string, retention time.Duration) []string
+	// addsColumn names the column a migration adds: Migrate runs it only
+	// when the table lacks that column (ClickHouse 18.16 has no ADD
+	// COLUMN IF NOT EXISTS).
+	addsColumn string
 }
 
 var migrations = []migration{
 	{version: 1, name: "create exchanges", ddl: createExchanges},
+	{version: 2, name: "add trace_id", ddl: addTraceID, addsColumn: "trace_id"},
 }
 
-// createExchanges is migration 1: the table of SPEC.md (columns). On a modern server
-// it uses DateTime64(3), LowCardinality, codecs and a TTL; on an old one
+// addTraceID is migration 2: the trace_id column (OpenTelemetry trace id,
+// "" when tracing is off), added at the end of a table that migration 1
+// made before it existed. A table created since already has it (migration
+// 1 makes every column of columns): Migrate skips it there. Old rows read
+// as "". The same statement on ClickHouse 18.16 and modern servers.
+func addTraceID(v ServerVersion, database string, _ time.Duration) []string {
+	c := columnByName("trace_id")
+	return []string{fmt.Sprintf("ALTER TABLE %s.%s ADD COLUMN %s %s", quoteIdent(database), Table, c.name, c.typ(v))}
+}
+
+// columnByName returns the column called name; it panics for a name
+// that is not one (a migration naming a column that columns lacks).
+func columnByName(name string) *column {
+	for i := range columns {
+		if columns[i].name == name {
+			return &columns[i]
+		}
+	}
+	panic("history: no column " + name)
+}
+
+// createExchanges is migration 1: the table of SPEC.md (columns), with
+// every column of columns, also those later migrations add to older
+// tables. On a modern server it uses DateTime64(3), LowCardinality, codecs and a TTL; on an old one
 // (18.16) DateTime, String, no codecs and no TTL. Both keep the time zone
 // fixed at UTC so that the text form of ts ("YYYY-MM-DD hh:mm:ss") means the
 // same whatever the server's own time zone is.
@@ -88,6 +115,9 @@ func DDL(version, database string, retention time.Duration) ([]string, error) {
 	}
 	stmts := bootstrapDDL(database)
 	for _, m := range migrations {
+		if m.addsColumn != "" {
+			continue // migration 1 made it: Migrate skips it too
+		}
 		stmts = append(stmts, m.ddl(v, database, retention)...)
 	}
 	return stmts, nil
@@ -133,10 +163,8 @@ func Migrate(ctx context.Context, conn driver.Conn, database string, retention t
 		if applied[m.version] {
 			continue
 		}
-		for _, stmt := range m.ddl(v, database, retention) {
-			if err := conn.Exec(ctx, stmt); err != nil {
-				return fmt.Errorf("history: migration %d (%s): %w", m.version, m.name, err)
-			}
+		if err := runMigration(ctx, conn, database, v, retention, m); err != nil {
+			return err
 		}
 		// A batch, not INSERT ... VALUES through Exec: 18.16 answers an
 		// INSERT with a data block that Exec never reads.
@@ -150,6 +178,36 @@ func Migrate(ctx context.Context, conn driver.Conn, database string, retention t
 		}
 		if err != nil {
 			return fmt.Errorf("history: record migration %d: %w", m.version, err)
+		}
+	}
+	return nil
+}
+
+// runMigration runs m's statements, unless the column it adds is there
+// already (a table created since, or another gateway migrating at the
+// same moment: its ALTER fails here, and the column it made counts).
+func runMigration(ctx context.Context, conn driver.Conn, database string, v ServerVersion, retention time.Duration, m migration) error {
+	has := func() (bool, error) {
+		if m.addsColumn == "" {
+			return false, nil
+		}
+		var n uint64
+		err := conn.QueryRow(ctx, "SELECT count() FROM system.columns WHERE database = ? AND table = ? AND name = ?",
+			database, Table, m.addsColumn).Scan(&n)
+		if err != nil {
+			return false, fmt.Errorf("history: migration %d (%s): read columns: %w", m.version, m.name, err)
+		}
+		return n > 0, nil
+	}
+	if ok, err := has(); err != nil || ok {
+		return err
+	}
+	for _, stmt := range m.ddl(v, database, retention) {
+		if err := conn.Exec(ctx, stmt); err != nil {
+			if ok, _ := has(); ok {
+				return nil
+			}
+			return fmt.Errorf("history: migration %d (%s): %w", m.version, m.name, err)
 		}
 	}
 	return nil

@@ -139,12 +139,12 @@ func TestMigrate(t *testing.T) {
 		}
 	}
 	v, err := SchemaVersion(ctx, conn, db)
-	if err != nil || v != 1 {
-		t.Errorf("SchemaVersion = %d, %v; want 1", v, err)
+	if err != nil || v != 2 {
+		t.Errorf("SchemaVersion = %d, %v; want 2", v, err)
 	}
 	var applied uint64
-	if err := conn.QueryRow(ctx, "SELECT count() FROM "+db+".schema_migrations").Scan(&applied); err != nil || applied != 1 {
-		t.Errorf("schema_migrations rows = %d, %v; want 1 after two runs", applied, err)
+	if err := conn.QueryRow(ctx, "SELECT count() FROM "+db+".schema_migrations").Scan(&applied); err != nil || applied != 2 {
+		t.Errorf("schema_migrations rows = %d, %v; want 2 after two runs", applied, err)
 	}
 	rows, err := conn.Query(ctx, "SELECT name, type FROM system.columns WHERE database = ? AND table = 'exchanges'", db)
 	if err != nil {
@@ -166,6 +166,113 @@ func TestMigrate(t *testing.T) {
 	}
 	if types["direction"] != "Enum8('inbound' = 1, 'outbound' = 2)" || types["exchange_id"] != "UUID" || types["status"] != "UInt16" {
 		t.Errorf("column types = %v", types)
+	}
+}
+
+// TestMigrateAddsTraceID upgrades a table made by the version before
+// trace_id (migration 1 without the column, one row in it): Migrate adds
+// the column at the end, the old row reads with trace_id "", a new row
+// keeps its trace id, and a second Migrate changes nothing.
+func TestMigrateAddsTraceID(t *testing.T) {
+	addr := testenv.ClickHouse(t)
+	db := testenv.ClickHouseDatabase(t, addr)
+	conn := testenv.ClickHouseConn(t, addr)
+	ctx := context.Background()
+	var raw string
+	if err := conn.QueryRow(ctx, "SELECT version()").Scan(&raw); err != nil {
+		t.Fatal(err)
+	}
+	v, err := ParseServerVersion(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// the schema of version 1: migration 1's table less trace_id
+	old := createExchanges(v, db, 0)[0]
+	cut := strings.Replace(old, ",\n    trace_id "+columnByName("trace_id").typ(v), "", 1)
+	if cut == old {
+		t.Fatalf("trace_id not found as the last column of:\n%s", old)
+	}
+	for _, stmt := range append(bootstrapDDL(db), cut) {
+		if err := conn.Exec(ctx, stmt); err != nil {
+			t.Fatalf("%s: %v", stmt, err)
+		}
+	}
+	b, err := conn.PrepareBatch(ctx, "INSERT INTO "+db+".schema_migrations (version, name, applied_at)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Append(uint32(1), "create exchanges", time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Send(); err != nil {
+		t.Fatal(err)
+	}
+	oldCols := Columns[:len(Columns)-1]
+	b, err = conn.PrepareBatch(ctx, "INSERT INTO "+db+".exchanges ("+strings.Join(oldCols, ", ")+")")
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := hookgate.Exchange{TS: time.Now().UTC().Truncate(time.Second), ExchangeID: hookgate.NewUUID(), EventID: "before", Direction: hookgate.Inbound, Outcome: "accepted", Attempt: 1}
+	vals := make([]any, 0, len(oldCols))
+	for i := range oldCols {
+		vals = append(vals, columns[i].value(&before))
+	}
+	if err := b.Append(vals...); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Send(); err != nil {
+		t.Fatal(err)
+	}
+
+	for i := range 2 {
+		if err := Migrate(ctx, conn, db, 0); err != nil {
+			t.Fatalf("Migrate #%d over version 1: %v", i+1, err)
+		}
+	}
+	if got, err := SchemaVersion(ctx, conn, db); err != nil || got != 2 {
+		t.Errorf("SchemaVersion = %d, %v; want 2", got, err)
+	}
+	var names []string
+	rows, err := conn.Query(ctx, "SELECT name FROM system.columns WHERE database = ? AND table = 'exchanges'", db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rows.Next() {
+		var n string
+		if err := rows.Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		names = append(names, n)
+	}
+	rows.Close()
+	if diff := cmp.Diff(Columns, names); diff != "" {
+		t.Errorf("columns after the upgrade (-want +got):\n%s", diff)
+	}
+
+	w, err := New(ctx, testConfig(addr, db), t.TempDir(), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := start(t, w)
+	after := before
+	after.ExchangeID, after.EventID, after.TraceID = hookgate.NewUUID(), "after", "4bf92f3577b34da6a3ce929d0e0e4736"
+	w.Record(after)
+	stop()
+	got := map[string]string{}
+	rows, err = conn.Query(ctx, "SELECT event_id, trace_id FROM "+db+".exchanges")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var e, tr string
+		if err := rows.Scan(&e, &tr); err != nil {
+			t.Fatal(err)
+		}
+		got[e] = tr
+	}
+	if diff := cmp.Diff(map[string]string{"before": "", "after": after.TraceID}, got); diff != "" {
+		t.Errorf("event_id → trace_id (-want +got):\n%s", diff)
 	}
 }
 

@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 
 	"github.com/hookgate/hookgate/config"
+	"github.com/hookgate/hookgate/telemetry"
 )
 
 // redactHandler passes every message and string attribute through a
@@ -42,7 +43,8 @@ func newLogger(cfg config.Log, w io.Writer) (*slog.Logger, redactPtr) {
 		h = slog.NewTextHandler(w, opts)
 	}
 	p := &atomic.Pointer[func(string) string]{}
-	return slog.New(redactHandler{next: h, redact: p}), p
+	// trace_id and span_id on lines made inside a span (docs/operations.md, "Tracing")
+	return slog.New(redactHandler{next: telemetry.LogHandler(h), redact: p}), p
 }
 
 func (h redactHandler) Enabled(ctx context.Context, l slog.Level) bool {

@@ -12,6 +12,7 @@ import (
 	"os"
 	"runtime"
 	"runtime/debug"
+	"strconv"
 	"strings"
 	"time"
 
@@ -27,6 +28,7 @@ import (
 	"github.com/hookgate/hookgate/metrics"
 	"github.com/hookgate/hookgate/outbound"
 	"github.com/hookgate/hookgate/routes"
+	"github.com/hookgate/hookgate/telemetry"
 	"github.com/hookgate/hookgate/vault"
 )
 
@@ -41,13 +43,56 @@ func cmdServe(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	log, _ := newLogger(cfg.Log, stderr)
+	log, redact := newLogger(cfg.Log, stderr)
+	stopTracing, err := startTracing(ctx, cfg.Telemetry, log, redact)
+	if err != nil {
+		return err
+	}
+	defer stopTracing()
 	s, err := newServer(ctx, cfg, log)
 	if err != nil {
 		return err
 	}
 	defer s.Close()
 	return s.Run(ctx)
+}
+
+// startTracing starts OpenTelemetry tracing when an OTLP endpoint is set
+// (telemetry section, OTEL_* variables) and logs what it chose. The
+// returned stop flushes the spans still queued, within 5 s.
+func startTracing(ctx context.Context, cfg config.Telemetry, log *slog.Logger, redact redactPtr) (stop func(), err error) {
+	set, err := telemetry.Resolve(cfg, os.Getenv)
+	if err != nil {
+		return nil, err
+	}
+	if !set.On {
+		log.Debug("tracing off", "why", set.Why)
+		return func() {}, nil
+	}
+	host, _ := os.Hostname()
+	redactFn := func(s string) string {
+		if f := redact.Load(); f != nil {
+			return (*f)(s)
+		}
+		return s
+	}
+	shutdown, err := telemetry.Setup(ctx, set, fmt.Sprintf("%s/%d", host, os.Getpid()), log, redactFn)
+	if err != nil {
+		return nil, err
+	}
+	ratio := "OTEL_TRACES_SAMPLER or 1"
+	if set.HasRatio {
+		ratio = strconv.FormatFloat(set.Ratio, 'g', -1, 64)
+	}
+	log.Info("tracing on", "endpoint_from", set.EndpointFrom, "endpoint", set.Endpoint, "protocol", set.Protocol,
+		"sample_ratio", ratio, "service_name", set.ServiceName)
+	return func() {
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		if err := shutdown(sctx); err != nil {
+			log.Warn("tracing: flush at shutdown", "err", redactFn(err.Error()))
+		}
+	}, nil
 }
 
 // server is everything serve runs: newServer opens it in order, Run runs
