@@ -42,6 +42,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/hookgate/hookgate/config"
+	"github.com/hookgate/hookgate/telemetry"
 )
 
 // Defaults of Config.
@@ -76,6 +77,9 @@ type Job struct {
 	Key     string          `json:"key"`
 	EventID string          `json:"event_id"`
 	Payload json.RawMessage `json:"payload,omitempty"`
+	// Trace is the trace context the job's attempts belong to (the
+	// routing of its event); empty when tracing is off.
+	Trace telemetry.Carrier `json:"trace,omitzero"`
 }
 
 // DeadJob is a job whose schedule is spent (or that failed permanently).

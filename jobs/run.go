@@ -15,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/hookgate/hookgate/events"
+	"github.com/hookgate/hookgate/telemetry"
 )
 
 // state is a job's retry state in the state bucket.
@@ -23,6 +24,9 @@ type state struct {
 	NextAt    time.Time `json:"next_at"`
 	LastError string    `json:"last_error"`
 	FirstAt   time.Time `json:"first_at"`
+	// Trace is the span of the attempt made: the next attempt's span
+	// links to it.
+	Trace telemetry.Carrier `json:"trace,omitzero"`
 }
 
 // errHandBack cancels a handler still running StopGrace after Run's ctx
@@ -176,9 +180,11 @@ func (q *Queue) process(ctx context.Context, msg jetstream.Msg, h Handler) {
 		st.FirstAt = now
 	}
 	last := attempt > len(q.cfg.Schedule)
+	sctx, span := startAttempt(ctx, &j, attempt, last, st.Trace)
 	start := time.Now()
-	herr, handedBack := q.runHandler(ctx, msg, h, &j, attempt, last)
+	herr, handedBack := q.runHandler(sctx, msg, h, &j, attempt, last)
 	took := time.Since(start)
+	defer span.End()
 	octx, cancel = context.WithTimeout(context.WithoutCancel(ctx), opTimeout)
 	defer cancel()
 
@@ -193,9 +199,11 @@ func (q *Queue) process(ctx context.Context, msg jetstream.Msg, h Handler) {
 			}
 		}
 		q.observeAttempt(&j, attempt, nil, took)
+		endAttempt(span, "ok")
 		return
 	}
 	if handedBack {
+		endAttempt(span, "handed_back")
 		log.Info("job handed back", "attempt", attempt)
 		_ = msg.Nak()
 		return
@@ -203,20 +211,23 @@ func (q *Queue) process(ctx context.Context, msg jetstream.Msg, h Handler) {
 	q.observeAttempt(&j, attempt, herr, took)
 	now = q.now()
 	if last || IsPermanent(herr) {
+		endAttempt(span, "dead")
 		q.deadLetter(octx, msg, &j, st, attempt, herr, now)
 		return
 	}
+	endAttempt(span, "retry")
 	delay := q.cfg.Schedule[attempt-1]
 	if d, ok := RetryDelay(herr); ok && d > 0 {
 		delay = d
 	}
 	st.Attempt, st.NextAt, st.LastError = attempt, now.Add(delay), herr.Error()
+	st.Trace = telemetry.CarrierOf(span.SpanContext())
 	if err := q.saveState(octx, key, st); err != nil {
 		// Without the state the attempt is not counted: it runs again
 		// with the same number after the delay.
 		log.Warn("save job state", "err", err)
 	}
-	log.Info("job attempt failed", "attempt", attempt, "next_at", st.NextAt, "err", herr)
+	log.InfoContext(sctx, "job attempt failed", "attempt", attempt, "next_at", st.NextAt, "err", herr)
 	_ = msg.NakWithDelay(min(delay, q.cfg.Recheck))
 	q.observeParked(&j, now, st.NextAt)
 }

@@ -45,6 +45,7 @@ func (b *Bitrix24) Batch(ctx context.Context, cmds []BatchCmd, halt bool) (*Batc
 		body.WriteString("halt=0")
 	}
 	seen := map[string]bool{}
+	names := make([]string, 0, len(cmds)) // for the call's span
 	for i, c := range cmds {
 		key := c.Key
 		if key == "" {
@@ -64,13 +65,14 @@ func (b *Bitrix24) Batch(ctx context.Context, cmds []BatchCmd, halt bool) (*Batc
 		if err != nil {
 			return nil, fmt.Errorf("batch command %q: %w", key, err)
 		}
+		names = append(names, key+"="+c.Method)
 		cmd := c.Method
 		if q != "" {
 			cmd += "?" + q
 		}
 		body.WriteString("&" + url.QueryEscape("cmd["+key+"]") + "=" + url.QueryEscape(cmd))
 	}
-	res, err := b.call(ctx, "batch", body.String())
+	res, err := b.call(withBatchCommands(ctx, names), "batch", body.String())
 	if err != nil {
 		return nil, err
 	}

@@ -23,10 +23,12 @@ import (
 
 	"github.com/go-resty/resty/v2"
 	"github.com/sony/gobreaker/v2"
+	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/time/rate"
 
 	"github.com/hookgate/hookgate"
 	"github.com/hookgate/hookgate/config"
+	"github.com/hookgate/hookgate/telemetry"
 )
 
 // Defaults for a portal's protection.
@@ -412,8 +414,10 @@ func (b *Bitrix24) Call(ctx context.Context, method string, params map[string]an
 
 func (b *Bitrix24) call(ctx context.Context, method, body string) (*Result, error) {
 	first := firstAttempt(ctx)
+	var prev trace.SpanContext // the attempt before, for the next one's span link
 	for i := 0; ; i++ {
-		a := b.attempt(ctx, method, body)
+		actx, span := b.startAttempt(ctx, method, first+i, prev)
+		a := b.attempt(actx, method, body)
 		a.row.Attempt = uint16(min(first+i, math.MaxUint16))
 
 		retry := false
@@ -434,6 +438,8 @@ func (b *Bitrix24) call(ctx context.Context, method, body string) (*Result, erro
 			a.row.Outcome = hookgate.OutcomeFailed
 		}
 		b.finish(a)
+		endAttempt(span, &a)
+		prev = span.SpanContext()
 		if a.err == nil {
 			a.res.Attempts = i + 1
 			return a.res, nil
@@ -441,7 +447,7 @@ func (b *Bitrix24) call(ctx context.Context, method, body string) (*Result, erro
 		if !retry {
 			return nil, fmt.Errorf("call %s: %w", method, a.err)
 		}
-		b.opts.logger.Info("bitrix24 retry", "portal", b.portal, "method", method,
+		b.opts.logger.InfoContext(actx, "bitrix24 retry", "portal", b.portal, "method", method,
 			"attempt", a.row.Attempt, "error", a.row.Error, "wait", wait)
 		select {
 		case <-b.opts.clock.After(wait):
@@ -532,6 +538,7 @@ func (b *Bitrix24) attempt(ctx context.Context, method, body string) (a attemptR
 		EventID:    EventID(ctx),
 		Direction:  hookgate.Outbound,
 		Source:     b.portal,
+		TraceID:    telemetry.TraceID(ctx),
 		Provider:   "bitrix24",
 		Operation:  method,
 		HTTPMethod: http.MethodPost,
@@ -573,6 +580,7 @@ func (b *Bitrix24) attempt(ctx context.Context, method, body string) (a attemptR
 		resp, err := b.http.R().
 			SetContext(actx).
 			SetHeader("Content-Type", "application/x-www-form-urlencoded").
+			SetHeaders(telemetry.Headers(ctx)). // traceparent, when tracing
 			SetBody(body).
 			Post(b.base + secret.Reveal() + "/" + method + ".json")
 		if err != nil {

@@ -105,7 +105,10 @@ func (e *Engine) routeMsg(ctx context.Context, msg jetstream.Msg) {
 	// Storing jobs finishes even when ctx ends meanwhile.
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), enqueueLimit)
 	defer cancel()
+	sctx, span := startRouting(sctx, &ev)
+	defer span.End()
 	js, err := e.Jobs(&ev, msg.Data())
+	endRouting(sctx, span, &ev, js, err)
 	if err == nil {
 		for _, j := range js {
 			if err = e.deps.Queue.Enqueue(sctx, j); err != nil {
@@ -114,7 +117,7 @@ func (e *Engine) routeMsg(ctx context.Context, msg jetstream.Msg) {
 		}
 	}
 	if err != nil {
-		e.log.Warn("route event: jobs not stored, retrying", "event_id", ev.ID, "err", err)
+		e.log.WarnContext(sctx, "route event: jobs not stored, retrying", "event_id", ev.ID, "err", err)
 		_ = msg.NakWithDelay(retryPause)
 		return
 	}

@@ -31,6 +31,7 @@ import (
 
 	"github.com/hookgate/hookgate"
 	"github.com/hookgate/hookgate/providers/standard"
+	"github.com/hookgate/hookgate/telemetry"
 )
 
 // Defaults of a Client.
@@ -183,6 +184,7 @@ func (c *Client) Deliver(ctx context.Context, rawURL string, secret hookgate.Sec
 	if meta.Timeout > 0 {
 		timeout = meta.Timeout
 	}
+	ctx, span := startSpan(ctx, rawURL, id, meta)
 	actx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 
@@ -191,6 +193,9 @@ func (c *Client) Deliver(ctx context.Context, rawURL string, secret hookgate.Sec
 		HeaderID:        id,
 		HeaderTimestamp: standard.Timestamp(ts),
 		HeaderSignature: sig,
+	}
+	for k, v := range telemetry.Headers(ctx) { // traceparent, when tracing
+		headers[k] = v
 	}
 	row := hookgate.Exchange{
 		TS:          start.UTC(),
@@ -205,6 +210,7 @@ func (c *Client) Deliver(ctx context.Context, rawURL string, secret hookgate.Sec
 		URL:         redactURL(rawURL),
 		Attempt:     uint16(min(meta.Attempt, 65535)),
 		RequestBody: string(body), // whole: the history writer truncates, once
+		TraceID:     telemetry.TraceID(ctx),
 	}
 	row.RequestHeaders = headerJSON(headers)
 
@@ -262,8 +268,9 @@ func (c *Client) Deliver(ctx context.Context, rawURL string, secret hookgate.Sec
 	if c.rec != nil {
 		c.rec.Record(row)
 	}
+	endSpan(span, &row)
 	if out != nil {
-		c.log.Debug("delivery attempt failed", "url", row.URL, "id", id, "attempt", meta.Attempt, "err", out)
+		c.log.DebugContext(ctx, "delivery attempt failed", "url", row.URL, "id", id, "attempt", meta.Attempt, "err", out)
 		return nil, out
 	}
 	return &Response{Status: status, Header: respHeader, Body: respBody, Duration: took}, nil
