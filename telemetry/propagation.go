@@ -51,12 +51,18 @@ func (c *Carrier) Keys() []string { return []string{HeaderTraceParent, HeaderTra
 // Inject returns the trace context of the span in ctx; empty when there is
 // none or tracing is off.
 func Inject(ctx context.Context) Carrier {
-	var c Carrier
 	if !enabled.Load() {
-		return c
+		return Carrier{}
 	}
-	w3c.Inject(ctx, &c)
-	return c
+	return inject(ctx)
+}
+
+// inject is Inject's work, apart so that the carrier it takes the address
+// of escapes to the heap only when tracing is on.
+func inject(ctx context.Context) Carrier {
+	c := new(Carrier)
+	w3c.Inject(ctx, c)
+	return *c
 }
 
 // InjectHeader sets traceparent (and tracestate) on h from the span in
