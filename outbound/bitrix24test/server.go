@@ -112,6 +112,8 @@ type Request struct {
 	Params     map[string]any
 	Status     int    // the status answered
 	Code       string // the error code answered, "" on success
+	// TraceParent is the request's W3C traceparent header, "" when none.
+	TraceParent string
 }
 
 // Server is the simulated portal. Its zero value is not usable; call
@@ -266,7 +268,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if perr == nil {
 		plainParams, _ = plain(params).(map[string]any)
 	}
-	req := Request{At: start, HTTPMethod: r.Method, User: user, Method: method, Params: plainParams}
+	req := Request{At: start, HTTPMethod: r.Method, User: user, Method: method, Params: plainParams, TraceParent: r.Header.Get("traceparent")}
 
 	a := s.answer(r.Context(), start, req, user, secret, method, ok, params, perr)
 	req.Status, req.Code = a.status, a.code
