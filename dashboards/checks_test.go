@@ -471,14 +471,14 @@ func (e expect) checks() map[string]func(t *testing.T, tb *table) {
 			var want [][]any
 			for _, x := range e.outbound() {
 				if x.Outcome == hookgate.OutcomeDead {
-					want = append(want, []any{x.TS.Unix(), x.EventID, x.Source, x.Operation, float64(x.Attempt), float64(x.Status), x.Error})
+					want = append(want, []any{x.TS.Unix(), x.EventID, x.Source, x.Operation, float64(x.Attempt), float64(x.Status), x.Error, x.TraceID})
 				}
 			}
 			sort.SliceStable(want, func(i, j int) bool { return want[i][0].(int64) > want[j][0].(int64) })
 			var got [][]any
 			for r := range tb.rows {
 				got = append(got, []any{tb.time(t, r, "time").Unix(), tb.str(t, r, "event_id"), tb.str(t, r, "portal"),
-					tb.str(t, r, "operation"), tb.num(t, r, "attempt"), tb.num(t, r, "status"), tb.str(t, r, "error")})
+					tb.str(t, r, "operation"), tb.num(t, r, "attempt"), tb.num(t, r, "status"), tb.str(t, r, "error"), tb.str(t, r, "trace_id")})
 			}
 			if diff := cmp.Diff(want, got); diff != "" {
 				t.Errorf("dead letters (-want +got):\n%s", diff)
@@ -526,18 +526,18 @@ func (e expect) checks() map[string]func(t *testing.T, tb *table) {
 		},
 		"hookgate-trace/Trace": func(t *testing.T, tb *table) {
 			e.checkTrace(t, tb, func(x hookgate.Exchange) []any {
-				return []any{x.ExchangeID, x.TS.Unix(), x.Direction.String(), x.Source, x.Operation, x.Outcome, x.Error, float64(x.Attempt), float64(x.Status)}
+				return []any{x.ExchangeID, x.TS.Unix(), x.Direction.String(), x.Source, x.Operation, x.Outcome, x.Error, float64(x.Attempt), float64(x.Status), x.TraceID}
 			}, func(r int) []any {
 				return []any{tb.str(t, r, "exchange_id"), tb.time(t, r, "ts").Unix(), tb.str(t, r, "direction"), tb.str(t, r, "source"),
-					tb.str(t, r, "operation"), tb.str(t, r, "outcome"), tb.str(t, r, "error"), tb.num(t, r, "attempt"), tb.num(t, r, "status")}
+					tb.str(t, r, "operation"), tb.str(t, r, "outcome"), tb.str(t, r, "error"), tb.num(t, r, "attempt"), tb.num(t, r, "status"), tb.str(t, r, "trace_id")}
 			})
 		},
 		"hookgate-trace/Bodies": func(t *testing.T, tb *table) {
 			e.checkTrace(t, tb, func(x hookgate.Exchange) []any {
-				return []any{x.TS.Unix(), x.Direction.String(), x.Operation, float64(x.Attempt), x.RequestHeaders, x.RequestBody, x.ResponseBody}
+				return []any{x.TS.Unix(), x.Direction.String(), x.Operation, float64(x.Attempt), x.RequestHeaders, x.RequestBody, x.ResponseBody, x.TraceID}
 			}, func(r int) []any {
 				return []any{tb.time(t, r, "ts").Unix(), tb.str(t, r, "direction"), tb.str(t, r, "operation"), tb.num(t, r, "attempt"),
-					tb.str(t, r, "request_headers"), tb.str(t, r, "request_body"), tb.str(t, r, "response_body")}
+					tb.str(t, r, "request_headers"), tb.str(t, r, "request_body"), tb.str(t, r, "response_body"), tb.str(t, r, "trace_id")}
 			})
 		},
 	}

@@ -1,6 +1,8 @@
 package dashboards
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"sync"
 	"testing"
 	"time"
@@ -57,6 +59,16 @@ func (c *capture) Rows() []hookgate.Exchange {
 // hour, one row every 37 seconds (distinct seconds, so that ordering by ts
 // is unambiguous on a DateTime column too); a baseline lies three days
 // back, for the rising-rejection query and to prove the time filters.
+// traceOf is the trace id the seeded rows of an event carry (as a gateway
+// with tracing on writes them); "" for rows without an event.
+func traceOf(eventID string) string {
+	if eventID == "" {
+		return ""
+	}
+	h := sha256.Sum256([]byte(eventID))
+	return hex.EncodeToString(h[:16])
+}
+
 func seed(t *testing.T, rec hookgate.Recorder, now time.Time) ([]hookgate.Exchange, story) {
 	t.Helper()
 	c := &capture{next: rec}
@@ -79,7 +91,7 @@ func seed(t *testing.T, rec hookgate.Recorder, now time.Time) ([]hookgate.Exchan
 			RequestHeaders: "Content-Type: application/x-www-form-urlencoded\n",
 			RequestBody:    "event=" + event + "&auth[application_token]=[redacted]",
 			ResponseBody:   `{"status":"` + outcome + `","id":"` + eventID + `"}`,
-			RemoteAddr:     "203.0.113.7",
+			RemoteAddr:     "203.0.113.7", TraceID: traceOf(eventID),
 		})
 	}
 	call := func(eventID, method, outcome, code string, status, attempt uint16, ms float32) {
@@ -88,7 +100,7 @@ func seed(t *testing.T, rec hookgate.Recorder, now time.Time) ([]hookgate.Exchan
 			Source: "main", Provider: "bitrix24", Operation: method, HTTPMethod: "POST",
 			URL:    "https://example.bitrix24.com/rest/1/[redacted]/" + method + ".json",
 			Status: status, Outcome: outcome, Error: code, Attempt: attempt, DurationMS: ms,
-			RequestBody: "id=9", ResponseBody: `{"result":{"ID":"9"}}`,
+			RequestBody: "id=9", ResponseBody: `{"result":{"ID":"9"}}`, TraceID: traceOf(eventID),
 		})
 	}
 	deliver := func(eventID, dest, outcome, code string, status, attempt uint16, ms float32) {
@@ -98,7 +110,7 @@ func seed(t *testing.T, rec hookgate.Recorder, now time.Time) ([]hookgate.Exchan
 			Source: dest, Provider: "http", Event: event, Operation: "deliver", HTTPMethod: "POST",
 			URL:    "https://platform.example.com/hooks/" + dest,
 			Status: status, Outcome: outcome, Error: code, Attempt: attempt, DurationMS: ms,
-			RequestHeaders: "webhook-signature: [redacted]\n", RequestBody: `{"deal":{"ID":"9"}}`,
+			RequestHeaders: "webhook-signature: [redacted]\n", RequestBody: `{"deal":{"ID":"9"}}`, TraceID: traceOf(eventID),
 		})
 	}
 	b24 := func(eventID, outcome, code string, status uint16, ms float32) {
