@@ -105,6 +105,14 @@ portals:
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("overrides (-want +got):\n%s", diff)
 	}
+	// an optional scalar: unset stays nil, set from the environment is present
+	if cfg.Telemetry.SampleRatio != nil {
+		t.Errorf("telemetry.sample_ratio = %v without a value; want nil", *cfg.Telemetry.SampleRatio)
+	}
+	cfg, err = config.Parse(nil, []string{"HOOKGATE_TELEMETRY_SAMPLE_RATIO=0.25", "HOOKGATE_TELEMETRY_ENDPOINT=http://c:4318"})
+	if err != nil || cfg.Telemetry.SampleRatio == nil || *cfg.Telemetry.SampleRatio != 0.25 || cfg.Telemetry.Endpoint != "http://c:4318" {
+		t.Errorf("telemetry from the environment = %+v, %v; want ratio 0.25 and the endpoint", cfg.Telemetry, err)
+	}
 	_, err = config.Parse(nil, []string{"HOOKGATE_SERVER_MAX_BODY_BYTES=lots", "HOOKGATE_RETRY_SCHEDULE=1s,never"})
 	var ps config.Problems
 	if !errors.As(err, &ps) || len(ps) != 2 {

@@ -380,9 +380,9 @@ func (t *Telemetry) validate(add func(string, string, ...any)) {
 		}
 	}
 	switch t.Protocol {
-	case "", "http/protobuf", "http", "grpc":
+	case "", "http/protobuf", "http/json", "http", "grpc":
 	default:
-		add("telemetry.protocol", "unknown protocol %q (want http/protobuf or grpc)", t.Protocol)
+		add("telemetry.protocol", "unknown protocol %q (want http/protobuf, http/json or grpc)", t.Protocol)
 	}
 	if r := t.SampleRatio; r != nil && (*r < 0 || *r > 1 || *r != *r) {
 		add("telemetry.sample_ratio", "must be between 0 and 1, got %v", *r)

@@ -31,7 +31,10 @@
 # before/after figures from one run), BENCH_PIN=1 (pin the servers under
 # test to CPU 0 and the generator and ClickHouse to the other CPUs with
 # taskset: each server gets one core of its own, which shows what one
-# core serves without the generator and ClickHouse taking from it).
+# core serves without the generator and ClickHouse taking from it),
+# BENCH_TRACES=1 (also run hookgate with tracing on, as "traced": 100 %
+# sampling, OTLP/HTTP to bench/cmd/otlpsink on loopback, right after
+# hookgate in every scenario; the sink's CPU is printed at the end).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -85,6 +88,7 @@ mkdir -p "$work/bin"
 go build -o "$work/bin/hookgate" ./cmd/hookgate
 go build -o "$work/bin/loadbench" ./bench/cmd/loadbench
 go build -o "$work/bin/yardstick" ./bench/cmd/yardstick
+if [ "${BENCH_TRACES:-}" = 1 ]; then go build -o "$work/bin/otlpsink" ./bench/cmd/otlpsink; fi
 lb=$work/bin/loadbench
 
 # --- ClickHouse (Debian's clickhouse-server) --------------------------------
@@ -203,6 +207,18 @@ if [ -n "${BENCH_BASELINE:-}" ]; then
   start_gateway baseline "$work/bin/hookgate-base" hookgate_baseline
   bport=$gw_port; bbus=$gw_bus; bpid=$gw_pid
 fi
+if [ "${BENCH_TRACES:-}" = 1 ]; then
+  # the same gateway with every event traced, exporting to a local sink
+  sinkport=$(free_port)
+  "${pin_other[@]}" "$work/bin/otlpsink" -listen "127.0.0.1:$sinkport" >"$work/otlpsink.log" 2>&1 &
+  sinkpid=$!
+  pids+=($sinkpid)
+  wait_port "$sinkport" otlpsink
+  gw_env="${BENCH_GATEWAY_ENV:-} HOOKGATE_TELEMETRY_ENDPOINT=http://127.0.0.1:$sinkport HOOKGATE_TELEMETRY_SAMPLE_RATIO=1"
+  start_gateway traced "$work/bin/hookgate" hookgate_traced
+  gw_env=${BENCH_GATEWAY_ENV:-}
+  tport=$gw_port; tbus=$gw_bus; tpid=$gw_pid
+fi
 wait_port "$yport" yardstick
 
 # --- runs --------------------------------------------------------------------
@@ -252,6 +268,9 @@ for round in $(seq 1 "$repeat"); do
     if [ -n "${BENCH_BASELINE:-}" ]; then
       bench_one baseline "http://127.0.0.1:$bport" "$bpid" "$sc" -aux-pid "$chpid"
     fi
+    if [ "${BENCH_TRACES:-}" = 1 ]; then
+      bench_one traced "http://127.0.0.1:$tport" "$tpid" "$sc" -aux-pid "$chpid"
+    fi
   done
 done
 
@@ -285,5 +304,9 @@ if [ -s "$work/strace-hookgate.txt" ]; then
 fi
 if [ -n "${BENCH_BASELINE:-}" ]; then
   verify_gateway baseline "$bbus" "$bpid" hookgate_baseline
+fi
+if [ "${BENCH_TRACES:-}" = 1 ]; then
+  verify_gateway traced "$tbus" "$tpid" hookgate_traced
+  echo "traced: $(curl -fsS "http://127.0.0.1:$sinkport/count"); sink CPU over the whole run $(awk '{printf "%.1f s", ($14+$15)/100}' "/proc/$sinkpid/stat")"
 fi
 exit $vrc
