@@ -22,8 +22,11 @@ work=$(mktemp -d /tmp/hookgate-traces.XXXXXX)
 pids=()
 cleanup() {
   local rc=$? i
-  for ((i = ${#pids[@]} - 1; i >= 0; i--)); do kill "${pids[$i]}" 2>/dev/null || true; done
-  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+  # newest first, each waited for: hookgate flushes its spans while Jaeger runs
+  for ((i = ${#pids[@]} - 1; i >= 0; i--)); do
+    kill "${pids[$i]}" 2>/dev/null || true
+    wait "${pids[$i]}" 2>/dev/null || true
+  done
   if [ $rc -ne 0 ]; then
     for f in "$work"/*.log; do [ -s "$f" ] && { echo "--- tail of $f" >&2; tail -n 15 "$f" >&2; }; done
   fi
@@ -133,7 +136,7 @@ event=$(printf '%s' "$answer" | sed -n 's/.*"id":"\([^"]*\)".*/\1/p')
 trace=""
 for i in $(seq 1 100); do
   trace=$(cat "$work"/data/history/*.ndjson 2>/dev/null | grep -F "\"event_id\":\"$event\"" | grep '"operation":"deliver"' |
-    sed -n 's/.*"trace_id":"\([0-9a-f]\{32\}\)".*/\1/p' | head -1)
+    sed -n 's/.*"trace_id":"\([0-9a-f]\{32\}\)".*/\1/p' | head -1 || true)
   [ -n "$trace" ] && break
   sleep 0.2
 done
