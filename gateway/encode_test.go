@@ -14,6 +14,7 @@ import (
 	"github.com/hookgate/hookgate"
 	"github.com/hookgate/hookgate/config"
 	"github.com/hookgate/hookgate/providers"
+	"github.com/hookgate/hookgate/telemetry"
 )
 
 // The envelope and the answers are written by hand for speed; these tests
@@ -111,7 +112,10 @@ func TestEncodeEventMatchesEncodingJSON(t *testing.T) {
 		{"no params, odd bytes", "\xff\x00 body \u2028", "text/plain", nil,
 			providers.Message{Event: "in-webhook-request", Redact: []string{"x"}}},
 	}
-	for _, tc := range tests {
+	// no trace (tracing off), a traceparent, a traceparent with a tracestate
+	traces := []telemetry.Carrier{{}, {TraceParent: "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"},
+		{TraceParent: "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00", TraceState: "congo=t61rcWkgMzE,rojo=00f067aa0ba902b7"}}
+	for i, tc := range tests {
 		app := fiber.New()
 		var rc fasthttp.RequestCtx
 		rc.Request.Header.SetMethod("POST")
@@ -124,6 +128,8 @@ func TestEncodeEventMatchesEncodingJSON(t *testing.T) {
 		c := app.AcquireCtx(&rc)
 		in := &inbound{src: src, eventID: "5f0e7d4c-0000-5000-8000-000000000001", msg: &tc.msg,
 			table: &sourceTable{authParams: map[string]bool{"key": true}}}
+		// tracing on: the CloudEvents distributed-tracing extension
+		in.trace = traces[i%len(traces)]
 		req := &providers.Request{ContentType: tc.ctype, Header: fastHeader{&rc.Request.Header}, Body: rc.Request.Body(), Now: now}
 		got, err := g.encodeEvent(c, req, &tc.msg, in)
 		if err != nil {
@@ -159,6 +165,7 @@ func oldEnvelope(g *Gateway, c *fiber.Ctx, req *providers.Request, msg *provider
 	ev := &hookgate.Event{
 		SpecVersion: "1.0", ID: in.eventID, Source: "hookgate/" + in.src.cfg.ID, Type: msg.Event,
 		Time: req.Now.UTC(), DataContentType: "application/json",
+		TraceParent: in.trace.TraceParent, TraceState: in.trace.TraceState,
 		Data: hookgate.EventData{
 			WebhookID: in.src.cfg.ID, Provider: in.src.cfg.Provider, Event: msg.Event, Params: params,
 			Body: body, ContentType: req.ContentType, Headers: headers,
