@@ -278,6 +278,11 @@ routes:
 		}
 	}
 
+	// log lines made inside a span carry its trace: B's job retry
+	if l := fullLog(b); !strings.Contains(l, "job attempt failed") || !strings.Contains(l, "trace_id="+traceID) {
+		t.Errorf("B's log has no job retry line with trace_id=%s:\n%s", traceID, l[max(0, len(l)-4000):])
+	}
+
 	// the rejected request: its own trace, with its answer
 	var rejected bool
 	for _, s := range rec.Spans() {
@@ -301,5 +306,4 @@ routes:
 			}
 		}
 	}
-	_ = b
 }
