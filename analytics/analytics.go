@@ -116,15 +116,15 @@ func ms(f float64) string { return strconv.FormatFloat(f, 'f', 1, 64) }
 // PrintTrace writes rows as a table, one line per exchange.
 func PrintTrace(w io.Writer, rows []hookgate.Exchange) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "TIME (UTC)\tDIRECTION\tSOURCE\tEVENT/OPERATION\tATTEMPT\tSTATUS\tOUTCOME\tERROR\tMS")
+	fmt.Fprintln(tw, "TIME (UTC)\tDIRECTION\tSOURCE\tEVENT/OPERATION\tATTEMPT\tSTATUS\tOUTCOME\tERROR\tMS\tTRACE")
 	for _, x := range rows {
 		what := x.Operation
 		if x.Direction == hookgate.Inbound {
 			what = x.Event
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%s\t%s\t%s\n",
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%s\t%s\t%s\t%s\n",
 			x.TS.UTC().Format(timeLayout), x.Direction, dash(x.Source), dash(what), x.Attempt, x.Status,
-			x.Outcome, dash(x.Error), ms(float64(x.DurationMS)))
+			x.Outcome, dash(x.Error), ms(float64(x.DurationMS)), dash(x.TraceID))
 	}
 	return tw.Flush()
 }

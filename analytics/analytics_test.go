@@ -40,6 +40,14 @@ func routed(now time.Time) (rows []hookgate.Exchange, eventID string) {
 		}
 		return e
 	}
+	const trace = "4bf92f3577b34da6a3ce929d0e0e4736"
+	defer func() {
+		for i := range rows {
+			if rows[i].EventID == eventID && rows[i].Outcome != "duplicate" {
+				rows[i].TraceID = trace // the duplicate request had a trace of its own, not sampled
+			}
+		}
+	}()
 	rows = []hookgate.Exchange{
 		// Out of order on purpose: the trace sorts.
 		x(at(4), hookgate.Outbound, "deal-sync", "deliver", "ok", "", 200, 1, 40),
@@ -169,6 +177,11 @@ func TestTraceAndSummary(t *testing.T) {
 			}
 			if f := strings.Fields(lines[1]); len(f) < 5 || f[2] != "inbound" || f[3] != "bitrix24-deals" {
 				t.Errorf("trace line 1 = %q; want the inbound request of bitrix24-deals", lines[1])
+			}
+			for i, l := range lines[1:] {
+				if f := strings.Fields(l); f[len(f)-1] != map[bool]string{true: "-", false: "4bf92f3577b34da6a3ce929d0e0e4736"}[i == 2] {
+					t.Errorf("trace line %d = %q; want the trace id last (- for the duplicate)", i+1, l)
+				}
 			}
 			if !strings.Contains(lines[2], "QUERY_LIMIT_EXCEEDED") || !strings.Contains(lines[2], "retry") {
 				t.Errorf("trace line 2 = %q; want the retried call", lines[2])
