@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/hookgate/hookgate/config"
+	"github.com/hookgate/hookgate/telemetry"
 )
 
 // cmdCheck validates a config without starting anything: no server, no
@@ -35,6 +36,12 @@ func cmdCheck(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	cfg, problems, err := config.LoadChecked(file, os.Environ(), known(registry()))
 	if err != nil {
 		return err
+	}
+	if cfg != nil {
+		// the OTEL_* variables serve would read (an unknown protocol)
+		if _, err := telemetry.Resolve(cfg.Telemetry, os.Getenv); err != nil {
+			problems = append(problems, config.Problem{Path: "telemetry.protocol", Message: err.Error()})
+		}
 	}
 	if cfg != nil && !*offline && !hasPrefix(problems, "secrets") {
 		problems = append(problems, secretProblems(ctx, cfg)...)
@@ -108,6 +115,13 @@ func summary(cfg *config.Config, offline bool) string {
 	if len(cfg.History.ClickHouse.Addr) > 0 {
 		hist = "ClickHouse " + strings.Join(cfg.History.ClickHouse.Addr, ",") + " database " + cfg.History.ClickHouse.Database
 	}
-	return fmt.Sprintf("%d sources [%s], %d portals, %d routes; listen %s; secrets: %s; bus: %s; history: %s",
-		len(cfg.Sources), strings.Join(ids, ", "), len(cfg.Portals), len(cfg.Routes), cfg.Server.Listen, secrets, bus, hist)
+	tracing := "off"
+	if set, err := telemetry.Resolve(cfg.Telemetry, os.Getenv); err == nil && set.On {
+		tracing = set.Protocol + " to " + set.EndpointFrom
+		if set.Endpoint != "" {
+			tracing = set.Protocol + " to " + set.Endpoint
+		}
+	}
+	return fmt.Sprintf("%d sources [%s], %d portals, %d routes; listen %s; secrets: %s; bus: %s; history: %s; tracing: %s",
+		len(cfg.Sources), strings.Join(ids, ", "), len(cfg.Portals), len(cfg.Routes), cfg.Server.Listen, secrets, bus, hist, tracing)
 }

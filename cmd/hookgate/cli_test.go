@@ -92,7 +92,7 @@ sources:
 `)
 	os.WriteFile(filepath.Join(gdir, "secrets.yaml"), []byte("s/token: {token: s3cret-check-value}\n"), 0o600)
 	code, stdout, stderr = runBin(t, gdir, "check", "--config", good)
-	if code != 0 || !strings.Contains(stdout, "ok: 1 sources [ci (token)]") || !strings.Contains(stdout, "history: NDJSON") {
+	if code != 0 || !strings.Contains(stdout, "ok: 1 sources [ci (token)]") || !strings.Contains(stdout, "history: NDJSON") || !strings.Contains(stdout, "tracing: off") {
 		t.Errorf("check of a good config = %d\n%s%s", code, stdout, stderr)
 	}
 	os.Remove(filepath.Join(gdir, "secrets.yaml"))
