@@ -108,9 +108,8 @@ func SpanContext(c Carrier) trace.SpanContext {
 
 // CarrierOf returns the W3C text form of sc; empty for an invalid sc.
 func CarrierOf(sc trace.SpanContext) Carrier {
-	var c Carrier
-	if sc.IsValid() {
-		w3c.Inject(trace.ContextWithSpanContext(context.Background(), sc), &c)
+	if !sc.IsValid() {
+		return Carrier{}
 	}
-	return c
+	return inject(trace.ContextWithSpanContext(context.Background(), sc))
 }
