@@ -142,6 +142,7 @@ func newServer(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *se
 		Logger:        log,
 		Observe:       m.Inbound,
 		SecretMissing: m.SecretMissing,
+		Panicked:      m.Panicked(),
 		Trim:          debug.FreeOSMemory,
 		Metrics:       m.Handler(),
 		Checks: map[string]gateway.Check{
