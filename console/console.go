@@ -207,7 +207,7 @@ func (c *Console) headers(ctx *fiber.Ctx) error {
 	ctx.Set(fiber.HeaderCacheControl, "no-store")
 	ctx.Set(fiber.HeaderXFrameOptions, "DENY")
 	ctx.Set(fiber.HeaderXContentTypeOptions, "nosniff")
-	ctx.Set(fiber.HeaderReferrerPolicy, "no-referrer")
+	ctx.Set(fiber.HeaderReferrerPolicy, "same-origin") // "no-referrer" makes browsers send Origin: null
 	ctx.Set(fiber.HeaderContentSecurityPolicy, "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'")
 	return ctx.Next()
 }

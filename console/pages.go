@@ -43,7 +43,6 @@ var funcs = template.FuncMap{
 		return fmt.Sprintf("%.0f B", n)
 	},
 	"pathesc":  url.PathEscape,
-	"queryesc": url.QueryEscape,
 	"dash": func(s string) string {
 		if s == "" {
 			return "–"
