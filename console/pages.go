@@ -42,7 +42,7 @@ var funcs = template.FuncMap{
 		}
 		return fmt.Sprintf("%.0f B", n)
 	},
-	"pathesc":  url.PathEscape,
+	"pathesc": url.PathEscape,
 	"dash": func(s string) string {
 		if s == "" {
 			return "–"
