@@ -49,8 +49,8 @@ func BenchmarkPages(b *testing.B) {
 		if(number %% 50 = 0, 401, 200),
 		multiIf(number %% 3 = 0 AND number %% 50 = 0, 'rejected', number %% 3 = 0, 'accepted', number %% 7 = 0, 'retry', 'ok'),
 		if(number %% 50 = 0, 'invalid_token', ''), 1, toFloat32(number %% 300),
-		'{"Content-Type":"application/x-www-form-urlencoded"}', repeat('x', 600), '{"result":{}}', '127.0.0.1'
-	FROM numbers(%d)`, "`"+db+"`", now, benchRows, benchRows)
+		'{"Content-Type":"application/x-www-form-urlencoded"}', '%s', '{"result":{}}', '127.0.0.1'
+	FROM numbers(%d)`, "`"+db+"`", now, benchRows, strings.Repeat("x", 600), benchRows)
 	if err := conn.Exec(ctx, q); err != nil {
 		b.Fatalf("insert %d rows: %v", benchRows, err)
 	}
