@@ -66,11 +66,11 @@ func BenchmarkPages(b *testing.B) {
 	h := newHarness(b)
 	hist := analytics.NewClickHouse(conn, db)
 	con, err := New(Config{Token: "admin/token", Secrets: h.secrets, Sources: h.sources, History: hist,
-		Dead: h.dead, Routes: h.routes})
+		Dead: h.dead, Routes: h.routes, Logger: h.con.log})
 	if err != nil {
 		b.Fatal(err)
 	}
-	app := fiber.New()
+	app := fiber.New(fiber.Config{DisableStartupMessage: true})
 	con.Mount(app)
 	h.app = app
 	cookie, _ := h.login(b)

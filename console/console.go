@@ -220,7 +220,16 @@ const sessionKey = "console.session"
 // 401. A change (any method but GET and HEAD) must also come from the
 // console's own origin and carry the session's CSRF token: 403 otherwise.
 func (c *Console) auth(ctx *fiber.Ctx) error {
-	sess := c.sessions.get(ctx.Cookies(cookieName))
+	cookie := ctx.Cookies(cookieName)
+	sess := c.sessions.get(cookie)
+	if sess != nil {
+		// a rotated admin token ends the sessions of the old one; a store
+		// that cannot answer keeps them (its cached values keep serving)
+		if vals, err := c.cfg.Secrets.Secrets(ctx.UserContext(), c.cfg.Token); err == nil && !sess.tokenValid(vals) {
+			c.sessions.end(cookie)
+			sess = nil
+		}
+	}
 	if sess == nil {
 		if (ctx.Method() == fiber.MethodGet || ctx.Method() == fiber.MethodHead) && ctx.Get("HX-Request") == "" &&
 			!strings.HasSuffix(ctx.Path(), "/stream") {
@@ -309,7 +318,7 @@ func (c *Console) login(ctx *fiber.Ctx) error {
 		c.log.Info("console login refused", "remote_addr", ctx.IP())
 		return again(fiber.StatusUnauthorized, "Wrong token.")
 	}
-	id, _ := c.sessions.create()
+	id, _ := c.sessions.create(given)
 	c.setCookie(ctx, id, c.cfg.SessionTTL)
 	c.log.Info("console login", "remote_addr", ctx.IP())
 	return ctx.Redirect(next, fiber.StatusSeeOther)

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -19,6 +20,7 @@ import (
 	"time"
 
 	"github.com/gofiber/fiber/v2"
+	"golang.org/x/time/rate"
 
 	"github.com/hookgate/hookgate"
 	"github.com/hookgate/hookgate/admin"
@@ -199,14 +201,15 @@ func newHarness(t testing.TB) *harness {
 	}
 	con, err := New(Config{
 		Token: "admin/token", Secrets: h.secrets, Sources: h.sources, Providers: []string{"bitrix24", "token"},
-		History: h.hist, Dead: h.dead, Routes: h.routes, SessionTTL: time.Hour,
+		History: h.hist, Dead: h.dead, Routes: h.routes, SessionTTL: time.Hour, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 		Now: func() time.Time { h.mu.Lock(); defer h.mu.Unlock(); return h.now },
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
+	con.logins = rate.NewLimiter(rate.Inf, 1) // TestLoginLimit checks the real one
 	h.con = con
-	h.app = fiber.New()
+	h.app = fiber.New(fiber.Config{DisableStartupMessage: true})
 	con.Mount(h.app)
 	return h
 }
@@ -370,6 +373,19 @@ func TestLogin(t *testing.T) {
 		t.Errorf("GET /console/ after the session's expiry: %d; want 303", resp.StatusCode)
 	}
 
+	// a rotated admin token ends the old token's sessions
+	cookie, _ = h.login(t)
+	h.secrets.SetDown(true)
+	if resp, _ := h.do(t, "GET", "/console/", nil, map[string]string{"Cookie": cookie}); resp.StatusCode != 200 {
+		t.Errorf("GET /console/ with the store down: %d; want the session kept", resp.StatusCode)
+	}
+	h.secrets.SetDown(false)
+	h.secrets.Set("admin/token", "rotated-admin-token-8c1v")
+	if resp, _ := h.do(t, "GET", "/console/", nil, map[string]string{"Cookie": cookie}); resp.StatusCode != 303 {
+		t.Errorf("GET /console/ after the admin token changed: %d; want 303", resp.StatusCode)
+	}
+	h.secrets.Set("admin/token", adminTok)
+
 	// logout ends the session, the cookie is cleared
 	cookie, csrf = h.login(t)
 	resp, _ = h.do(t, "POST", "/console/logout", url.Values{"_csrf": {csrf}}, map[string]string{"Cookie": cookie})
@@ -378,6 +394,25 @@ func TestLogin(t *testing.T) {
 	}
 	if resp, _ := h.do(t, "GET", "/console/", nil, map[string]string{"Cookie": cookie}); resp.StatusCode != 303 {
 		t.Errorf("GET /console/ after logout: %d; want 303", resp.StatusCode)
+	}
+}
+
+// TestLoginLimit: guessing the token is held to a few tries a second.
+func TestLoginLimit(t *testing.T) {
+	h := newHarness(t)
+	h.con.logins = rate.NewLimiter(2, 10)
+	limited := 0
+	for i := 0; i < 20; i++ {
+		resp, _ := h.do(t, "POST", "/console/login", url.Values{"token": {fmt.Sprintf("guess-%d", i)}}, nil)
+		if resp.StatusCode == http.StatusTooManyRequests {
+			limited++
+			if resp.Header.Get("Retry-After") == "" {
+				t.Errorf("429 without Retry-After")
+			}
+		}
+	}
+	if limited < 5 {
+		t.Errorf("%d of 20 quick login tries were limited; want most past the burst of 10", limited)
 	}
 }
 

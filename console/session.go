@@ -7,6 +7,8 @@ import (
 	"encoding/base64"
 	"sync"
 	"time"
+
+	"github.com/hookgate/hookgate"
 )
 
 // maxSessions bounds the session table: a login past it ends the session
@@ -17,6 +19,10 @@ const maxSessions = 256
 type session struct {
 	csrf    string // the token every change must carry
 	expires time.Time
+	// token is the SHA-256 of the admin token it logged in with: once the
+	// store no longer serves that value (rotated, past its grace), the
+	// session ends.
+	token [32]byte
 }
 
 // sessions holds the logins in memory, keyed by the SHA-256 of the cookie
@@ -43,9 +49,9 @@ func randomToken() string {
 }
 
 // create starts a session and returns its cookie value.
-func (s *sessions) create() (id string, sess *session) {
+func (s *sessions) create(token string) (id string, sess *session) {
 	id = randomToken()
-	sess = &session{csrf: randomToken(), expires: s.now().Add(s.ttl)}
+	sess = &session{csrf: randomToken(), expires: s.now().Add(s.ttl), token: sha256.Sum256([]byte(token))}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	now := s.now()
@@ -104,4 +110,15 @@ func (s *sessions) count() int {
 // validCSRF compares a presented token with the session's in constant time.
 func (sess *session) validCSRF(presented string) bool {
 	return presented != "" && subtle.ConstantTimeCompare([]byte(presented), []byte(sess.csrf)) == 1
+}
+
+// tokenValid reports whether the admin token the session logged in with
+// is still one of vals.
+func (sess *session) tokenValid(vals []hookgate.Secret) bool {
+	ok := 0
+	for _, v := range vals {
+		h := sha256.Sum256([]byte(v))
+		ok |= subtle.ConstantTimeCompare(h[:], sess.token[:])
+	}
+	return ok == 1
 }
