@@ -27,6 +27,7 @@ import (
 	"github.com/hookgate/hookgate/analytics"
 	"github.com/hookgate/hookgate/config"
 	"github.com/hookgate/hookgate/gateway"
+	"github.com/hookgate/hookgate/history"
 	"github.com/hookgate/hookgate/internal/testenv"
 	"github.com/hookgate/hookgate/jobs"
 	"github.com/hookgate/hookgate/routes"
@@ -730,5 +731,57 @@ func TestAssets(t *testing.T) {
 		if regexp.MustCompile(`<script>|\son[a-z]+=`).Match(b) {
 			t.Errorf("%s has an inline script or handler (the CSP forbids them)", p)
 		}
+	}
+}
+
+// TestNDJSONHistory: on the embedded default's NDJSON history (no
+// ClickHouse) the history, exchange and trace pages read the files the
+// history writer wrote.
+func TestNDJSONHistory(t *testing.T) {
+	dataDir := t.TempDir()
+	ctx := context.Background()
+	w, err := history.New(ctx, config.History{BatchRows: 10, FlushInterval: config.Duration(time.Second)}, dataDir, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now().UTC().Truncate(time.Second)
+	in := hookgate.Exchange{TS: now.Add(-time.Minute), ExchangeID: hookgate.NewUUID(), EventID: hookgate.NewUUID(), Direction: hookgate.Inbound,
+		Source: "files-src", Provider: "token", Event: "deal.changed", HTTPMethod: "POST", URL: "/webhook/files-src", Status: 200, Outcome: "accepted",
+		Attempt: 1, RequestHeaders: `{"Content-Type":"application/json"}`, RequestBody: `{"deal":42}`}
+	call := in
+	call.TS, call.ExchangeID, call.Direction, call.Source, call.Event, call.Operation = now, hookgate.NewUUID(), hookgate.Outbound, "main", "", "crm.deal.get"
+	other := in
+	other.ExchangeID, other.EventID, other.Source = hookgate.NewUUID(), hookgate.NewUUID(), "elsewhere"
+	for _, x := range []hookgate.Exchange{in, call, other} {
+		w.Record(x)
+	}
+	if err := w.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	h := newHarness(t)
+	con, err := New(Config{Token: "admin/token", Secrets: h.secrets, Sources: h.sources,
+		History: analytics.NewFiles(filepath.Join(dataDir, "history")), Logger: h.con.log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.app = fiber.New(fiber.Config{DisableStartupMessage: true})
+	con.Mount(h.app)
+	cookie, _ := h.login(t)
+	auth := map[string]string{"Cookie": cookie}
+	_, page := h.do(t, "GET", "/console/history?source=files-src", nil, auth)
+	if !strings.Contains(page, "/console/history/exchange/"+in.ExchangeID) || strings.Contains(page, other.ExchangeID) {
+		t.Errorf("history?source=files-src: want files-src's row only:\n%s", page)
+	}
+	_, page = h.do(t, "GET", "/console/history/exchange/"+in.ExchangeID, nil, auth)
+	if !strings.Contains(page, "&#34;deal&#34;: 42") {
+		t.Errorf("exchange page lacks the indented body:\n%s", page)
+	}
+	_, page = h.do(t, "GET", "/console/history/trace/"+in.EventID, nil, auth)
+	if !strings.Contains(page, "inbound deal.changed") || !strings.Contains(page, "crm.deal.get") {
+		t.Errorf("trace page lacks the inbound row or the call:\n%s", page)
+	}
+	resp, page := h.do(t, "GET", "/console/", nil, auth)
+	if resp.StatusCode != 200 || !strings.Contains(page, "files-src") {
+		t.Errorf("overview on NDJSON history = %d; want files-src's counts", resp.StatusCode)
 	}
 }
