@@ -197,3 +197,36 @@ func tail(s string, n int) string {
 	}
 	return strings.Join(lines, "\n")
 }
+
+// TestConsoleSwitch: the console is served beside the admin API, and
+// admin.console: false (here HOOKGATE_ADMIN_CONSOLE) turns it off.
+func TestConsoleSwitch(t *testing.T) {
+	t.Parallel()
+	path, dir := writeConfig(t, `
+data_dir: {{data}}
+secrets: {backend: file, file: {{dir}}/secrets.yaml}
+admin: {token: admin/token}
+`)
+	if err := os.WriteFile(filepath.Join(dir, "secrets.yaml"), []byte("admin/token: {token: admin-switch-tok-1}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	noRedirect := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	for _, tc := range []struct {
+		env  []string
+		want int
+	}{
+		{nil, http.StatusSeeOther},
+		{[]string{"HOOKGATE_ADMIN_CONSOLE=false"}, http.StatusNotFound},
+	} {
+		g := startGateway(t, path, tc.env...)
+		resp, err := noRedirect.Get(g.URL + "/console/")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != tc.want {
+			t.Errorf("GET /console/ with %v = %d; want %d", tc.env, resp.StatusCode, tc.want)
+		}
+		g.Stop()
+	}
+}
