@@ -188,9 +188,16 @@ function forms(s) {
   await Promise.all([page.waitForNavigation(), page.click(`tr[data-route="${cfg.route}"] button`)]);
   check((await page.textContent(`tr[data-route="${cfg.route}"]`)).includes("enabled"), "the enable button enables it again");
 
-  await page.goto(base + "/console/");
+  // a refused webhook, for the overview's rejection reasons
+  const refused = await fetch(`${base}/webhook/${cfg.source.id}?token=not-the-token`, { method: "POST", body: "x=1",
+    headers: { "Content-Type": "application/x-www-form-urlencoded" } });
+  check(refused.status === 401, "a webhook with a wrong token is refused (401)");
+  await until("the overview's rejection reason", 20000, async () => {
+    await page.goto(base + "/console/");
+    return (await page.textContent("main")).includes("invalid_token");
+  });
   await page.waitForFunction(() => document.querySelectorAll(".uplot").length === 2);
-  check(true, "the overview draws its two charts");
+  check(true, "the overview shows the rejection reason and draws its two charts");
   await shot("overview");
 
   // --- cross-site requests change nothing ------------------------------------
