@@ -504,7 +504,7 @@ func TestSourceForm(t *testing.T) {
 	}
 	// the page shows the URL to paste and the broken secret
 	_, page := h.do(t, "GET", "/console/sources", nil, auth)
-	for _, want := range []string{"http://console.test/webhook/ci?token={token}", "http://console.test/webhook/b24", "broken: secret not found", "readable"} {
+	for _, want := range []string{"http://console.test/webhook/ci?token={token}", "http://console.test/webhook/b24", "broken: secret not found: no secret", "readable"} {
 		if !strings.Contains(page, want) {
 			t.Errorf("sources page lacks %q", want)
 		}

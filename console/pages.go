@@ -351,7 +351,10 @@ func (c *Console) renderSources(ctx *fiber.Ctx, status int, flash, errMsg string
 		if err != nil {
 			switch hookgate.ErrorCode(err) {
 			case hookgate.ENotFound:
-				r.Broken = "secret not found: " + c.cfg.Secrets.Redact(hookgate.ErrorMessage(err))
+				r.Broken = c.cfg.Secrets.Redact(hookgate.ErrorMessage(err))
+				if !strings.Contains(r.Broken, "not found") {
+					r.Broken = "secret not found: " + r.Broken
+				}
 			case hookgate.EUnavailable:
 				r.Broken = "secret store unavailable"
 			default:
