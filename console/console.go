@@ -86,9 +86,9 @@ type Config struct {
 	History analytics.Browser
 	Dead    DeadLetters  // nil = no dead-letter page
 	Routes  admin.Routes // nil = no routes page
-	// RouteLag returns the number of events the route engine has not yet
-	// turned into jobs; nil = not shown.
-	RouteLag func(ctx context.Context) (uint64, error)
+	// RouteLag returns the route engine's lag: events not yet turned into
+	// jobs and, per route, the jobs waiting; nil = not shown.
+	RouteLag func(ctx context.Context) (Lag, error)
 	// Checks are the readiness checks shown on the overview (bus,
 	// secrets, history).
 	Checks map[string]gateway.Check
@@ -105,6 +105,23 @@ type Config struct {
 	StreamFor time.Duration
 	Logger    *slog.Logger
 	Now       func() time.Time
+}
+
+// Lag is how far the routes are behind.
+type Lag struct {
+	// Events is the number of events the route engine has not yet turned
+	// into jobs.
+	Events uint64
+	// Jobs are the stored jobs (waiting, running, waiting for a retry) by
+	// route; Partial says only the oldest part of the queue was read.
+	Jobs    map[string]RouteJobs
+	Partial bool
+}
+
+// RouteJobs are the waiting jobs of one route.
+type RouteJobs struct {
+	Waiting int
+	Oldest  time.Time // when the oldest was stored
 }
 
 // Console is the web console of one gateway.

@@ -204,6 +204,9 @@ func newHarness(t testing.TB) *harness {
 		Token: "admin/token", Secrets: h.secrets, Sources: h.sources, Providers: []string{"bitrix24", "token"},
 		History: h.hist, Dead: h.dead, Routes: h.routes, SessionTTL: time.Hour, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 		Now: func() time.Time { h.mu.Lock(); defer h.mu.Unlock(); return h.now },
+		RouteLag: func(context.Context) (Lag, error) {
+			return Lag{Events: 7, Jobs: map[string]RouteJobs{"deal-sync": {Waiting: 2, Oldest: h.now.Add(-90 * time.Second)}}}, nil
+		},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -553,7 +556,8 @@ func TestDeadAndRoutes(t *testing.T) {
 	}
 
 	_, page = h.do(t, "GET", "/console/routes", nil, auth)
-	if !strings.Contains(page, "disabled by 410") || !strings.Contains(page, `action="/console/routes/enable/gone"`) {
+	if !strings.Contains(page, "disabled by 410") || !strings.Contains(page, `action="/console/routes/enable/gone"`) ||
+		!strings.Contains(page, `<strong id="route-lag">7</strong>`) || !strings.Contains(page, `<td class="num">2</td><td>1m30s</td>`) {
 		t.Errorf("routes page: want gone disabled with an enable button:\n%s", page)
 	}
 	if resp, _ := h.do(t, "POST", "/console/routes/enable/nope", url.Values{"_csrf": {csrf}}, auth); resp.StatusCode != 404 {

@@ -892,11 +892,14 @@ type routeRow struct {
 	Name     string
 	Disabled *routes.DisabledRoute
 	Dead     int
+	Waiting  string // jobs waiting; "–" unknown
+	Oldest   string // age of the oldest waiting job
 }
 
 type routesView struct {
-	Routes []routeRow
-	Lag    string
+	Routes  []routeRow
+	Lag     string
+	Partial bool
 }
 
 func (c *Console) routesPage(ctx *fiber.Ctx) error {
@@ -922,13 +925,25 @@ func (c *Console) renderRoutes(ctx *fiber.Ctx, status int, flash, errMsg string)
 			}
 		}
 	}
+	var lag *Lag
 	if c.cfg.RouteLag != nil {
-		if n, err := c.cfg.RouteLag(octx); err == nil {
-			v.Lag = strconv.FormatUint(n, 10)
+		if l, err := c.cfg.RouteLag(octx); err == nil {
+			lag = &l
+			v.Lag, v.Partial = strconv.FormatUint(l.Events, 10), l.Partial
+		} else {
+			c.log.Warn("console: route lag", "err", c.cfg.Secrets.Redact(err.Error()))
 		}
 	}
+	now := c.cfg.Now()
 	for _, name := range c.cfg.Routes.Routes() {
-		r := routeRow{Name: name, Dead: dead[name]}
+		r := routeRow{Name: name, Dead: dead[name], Waiting: "–", Oldest: "–"}
+		if lag != nil {
+			j := lag.Jobs[name]
+			r.Waiting = strconv.Itoa(j.Waiting)
+			if j.Waiting > 0 {
+				r.Oldest = now.Sub(j.Oldest).Round(time.Second).String()
+			}
+		}
 		for i := range disabled {
 			if disabled[i].Route == name {
 				d := disabled[i]

@@ -2,16 +2,20 @@ package main
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"path/filepath"
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/hookgate/hookgate/admin"
 	"github.com/hookgate/hookgate/analytics"
 	"github.com/hookgate/hookgate/console"
 	"github.com/hookgate/hookgate/events"
 	"github.com/hookgate/hookgate/gateway"
+	"github.com/hookgate/hookgate/jobs"
 	"github.com/hookgate/hookgate/routes"
 )
 
@@ -39,16 +43,8 @@ func (s *server) newConsole(api *admin.API, providers []string, checks map[strin
 		History:   hist,
 		Dead:      countedReplays{s.queue, s.metrics.JobReplayed},
 		Routes:    s.engine,
-		RouteLag: func(ctx context.Context) (uint64, error) {
-			cons, err := js.Consumer(ctx, stream, routes.DefaultConsumer)
-			if err != nil {
-				return 0, err
-			}
-			info, err := cons.Info(ctx)
-			if err != nil {
-				return 0, err
-			}
-			return info.NumPending + uint64(info.NumAckPending), nil
+		RouteLag: func(ctx context.Context) (console.Lag, error) {
+			return routeLag(ctx, js, stream, s.queue.Config().Stream)
 		},
 		Checks:  checks,
 		Metrics: s.metrics.Registry(),
@@ -63,4 +59,72 @@ func (s *server) newConsole(api *admin.API, providers []string, checks map[strin
 		StreamFor:  streamFor,
 		Logger:     s.log,
 	})
+}
+
+// Bounds of routeLag's read of the job queue: a page never waits long for
+// a deep queue; what was not read is reported as partial.
+const (
+	lagMaxJobs   = 5000
+	lagMaxPeriod = 250 * time.Millisecond
+)
+
+// routeLag is the console's view of how far the routes are behind: the
+// events the routes consumer has not yet acknowledged, and the jobs stored
+// in the job queue (waiting, running or waiting for a retry) by route,
+// read oldest first, at most lagMaxJobs within lagMaxPeriod.
+func routeLag(ctx context.Context, js jetstream.JetStream, eventStream, jobStream string) (console.Lag, error) {
+	lag := console.Lag{Jobs: map[string]console.RouteJobs{}}
+	cons, err := js.Consumer(ctx, eventStream, routes.DefaultConsumer)
+	switch {
+	case err == nil:
+		info, err := cons.Info(ctx)
+		if err != nil {
+			return lag, err
+		}
+		lag.Events = info.NumPending + uint64(info.NumAckPending)
+	case !errors.Is(err, jetstream.ErrConsumerNotFound):
+		return lag, err
+	}
+	st, err := js.Stream(ctx, jobStream)
+	if err != nil {
+		return lag, err
+	}
+	info, err := st.Info(ctx)
+	if err != nil {
+		return lag, err
+	}
+	if info.State.Msgs == 0 {
+		return lag, nil
+	}
+	deadline := time.Now().Add(lagMaxPeriod)
+	seq, read := info.State.FirstSeq, 0
+	for {
+		if read >= lagMaxJobs || time.Now().After(deadline) {
+			lag.Partial = uint64(read) < info.State.Msgs
+			return lag, nil
+		}
+		m, err := st.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(jobs.Subjects))
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			return lag, nil
+		}
+		if err != nil {
+			return lag, err
+		}
+		read++
+		seq = m.Sequence + 1
+		var j struct {
+			Payload struct {
+				Route string `json:"route"`
+			} `json:"payload"`
+		}
+		if json.Unmarshal(m.Data, &j) != nil || j.Payload.Route == "" {
+			continue // not a route job
+		}
+		rj := lag.Jobs[j.Payload.Route]
+		rj.Waiting++
+		if rj.Oldest.IsZero() || m.Time.Before(rj.Oldest) {
+			rj.Oldest = m.Time
+		}
+		lag.Jobs[j.Payload.Route] = rj
+	}
 }
