@@ -192,7 +192,7 @@ func parsePages() (map[string]*template.Template, error) {
 func (c *Console) Mount(app *fiber.App) {
 	assets, _ := fs.Sub(assetFS, "assets")
 	app.Use(Prefix+"/assets", filesystem.New(filesystem.Config{Root: http.FS(assets), MaxAge: 3600}))
-	g := app.Group(Prefix, c.headers)
+	g := app.Group(Prefix, c.guard, c.headers)
 	g.Get("/login", c.loginPage)
 	g.Post("/login", c.login)
 	g.Use(c.auth)
@@ -216,6 +216,19 @@ func (c *Console) Mount(app *fiber.App) {
 	g.All("/*", func(ctx *fiber.Ctx) error {
 		return c.fail(ctx, fiber.StatusNotFound, "There is no such console page.")
 	})
+}
+
+// guard turns a panic in a console handler into a logged 500: one page
+// never takes the gateway down.
+func (c *Console) guard(ctx *fiber.Ctx) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			c.log.Error("console: panic", "path", ctx.Path(), "panic", c.cfg.Secrets.Redact(fmt.Sprint(r)))
+			ctx.Response().Reset()
+			err = ctx.Status(fiber.StatusInternalServerError).SendString("console: internal error")
+		}
+	}()
+	return ctx.Next()
 }
 
 // headers sets what every console answer carries: no caching, no

@@ -40,16 +40,20 @@ const (
 
 // fakeSources is the admin API's source operations over a list.
 type fakeSources struct {
-	mu   sync.Mutex
-	list []gateway.SourceInfo
-	puts []admin.SourceBody
-	dels []string
-	err  error // returned by PutSource and DeleteSource when set
+	mu    sync.Mutex
+	list  []gateway.SourceInfo
+	puts  []admin.SourceBody
+	dels  []string
+	err   error // returned by PutSource and DeleteSource when set
+	panic bool  // Sources panics
 }
 
 func (f *fakeSources) Sources() []gateway.SourceInfo {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if f.panic {
+		panic("sources broke: " + srcSecret)
+	}
 	return append([]gateway.SourceInfo(nil), f.list...)
 }
 
@@ -787,5 +791,26 @@ func TestNDJSONHistory(t *testing.T) {
 	resp, page := h.do(t, "GET", "/console/", nil, auth)
 	if resp.StatusCode != 200 || !strings.Contains(page, "files-src") {
 		t.Errorf("overview on NDJSON history = %d; want files-src's counts", resp.StatusCode)
+	}
+}
+
+// TestPanic: a handler that panics answers 500, logged without secrets,
+// and the next request is served.
+func TestPanic(t *testing.T) {
+	h := newHarness(t)
+	var logs strings.Builder
+	h.con.log = slog.New(slog.NewTextHandler(&logs, nil))
+	cookie, _ := h.login(t)
+	h.sources.panic = true
+	resp, body := h.do(t, "GET", "/console/sources", nil, map[string]string{"Cookie": cookie})
+	if resp.StatusCode != 500 || strings.Contains(body, "sources broke") {
+		t.Errorf("a panicking page = %d %q; want 500 without the panic's text", resp.StatusCode, body)
+	}
+	if !strings.Contains(logs.String(), "console: panic") || strings.Contains(logs.String(), srcSecret) {
+		t.Errorf("log:\n%s\nwant the panic logged, redacted", logs.String())
+	}
+	h.sources.panic = false
+	if resp, _ := h.do(t, "GET", "/console/sources", nil, map[string]string{"Cookie": cookie}); resp.StatusCode != 200 {
+		t.Errorf("the next request = %d; want 200", resp.StatusCode)
 	}
 }
