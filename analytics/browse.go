@@ -8,6 +8,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ClickHouse/clickhouse-go/v2"
+
 	"github.com/hookgate/hookgate"
 	"github.com/hookgate/hookgate/history"
 )
@@ -101,6 +103,14 @@ type Reason struct {
 	Source string
 	Error  string
 	Count  uint64
+}
+
+// NotYet reports whether err says the history table does not exist yet
+// (ClickHouse's UNKNOWN_DATABASE or UNKNOWN_TABLE: the writer creates them
+// before its first insert): no history, rather than a failure.
+func NotYet(err error) bool {
+	var ex *clickhouse.Exception
+	return errors.As(err, &ex) && (ex.Code == 81 || ex.Code == 60)
 }
 
 // newerFirst orders search results: ts descending, then exchange id.

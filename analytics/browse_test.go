@@ -3,12 +3,14 @@ package analytics
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/hookgate/hookgate"
+	"github.com/hookgate/hookgate/internal/testenv"
 )
 
 // TestBrowse runs the console's queries on the same rows in ClickHouse and
@@ -91,5 +93,20 @@ func TestBrowse(t *testing.T) {
 				t.Errorf("Reasons(4h) = %v, %v; want %v", rs, err, want)
 			}
 		})
+	}
+}
+
+// TestNotYet: before the writer's first insert the database (or table)
+// does not exist; the console says "no history yet" instead of failing.
+func TestNotYet(t *testing.T) {
+	addr := testenv.ClickHouse(t)
+	conn := testenv.ClickHouseConn(t, addr)
+	b := NewClickHouse(conn, "hookgate_never_created_"+strings.ReplaceAll(hookgate.NewUUID()[:8], "-", ""))
+	_, err := b.Search(context.Background(), Filter{})
+	if err == nil || !NotYet(err) {
+		t.Errorf("Search on a missing database: %v; want an error NotYet reports", err)
+	}
+	if NotYet(errors.New("connection refused")) || NotYet(nil) {
+		t.Errorf("NotYet of another error = true")
 	}
 }

@@ -129,7 +129,9 @@ func (c *Console) overview(ctx *fiber.Ctx) error {
 	since := now.Add(-time.Hour).Truncate(time.Minute)
 	if h := c.cfg.History; h == nil {
 		v.HistoryErr = "History is not readable from this gateway."
-	} else if err := c.summary(octx, h, since, &v); err != nil {
+	} else if err := c.summary(octx, h, since, &v); analytics.NotYet(err) {
+		v.HistoryErr = "No history yet: rows appear after the history writer's first flush."
+	} else if err != nil {
 		v.HistoryErr = c.problem(err, "read history")
 	}
 	c.readMetrics(&v)
@@ -618,6 +620,9 @@ func (c *Console) historyPage(ctx *fiber.Ctx) error {
 		octx, cancel := opCtx(ctx)
 		defer cancel()
 		rows, err := c.cfg.History.Search(octx, af)
+		if analytics.NotYet(err) {
+			rows, err = nil, nil
+		}
 		if err != nil {
 			v.Err, status = c.problem(err, "search history"), fiber.StatusServiceUnavailable
 			break
