@@ -97,6 +97,7 @@ type overviewView struct {
 	Pending    string
 	Spool      string
 	Series     seriesData
+	SeriesJSON string // Series for the charts' script (a data- attribute: htmx drops script elements it swaps in)
 }
 
 // seriesData is what the overview's uPlot charts draw: per-minute counts
@@ -212,6 +213,11 @@ func (c *Console) summary(ctx context.Context, h analytics.Browser, since time.T
 		return err
 	}
 	v.Series = series(since, c.cfg.Now(), pts)
+	b, err := json.Marshal(v.Series)
+	if err != nil {
+		return err
+	}
+	v.SeriesJSON = string(b)
 	return nil
 }
 

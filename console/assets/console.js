@@ -21,7 +21,7 @@
   function charts() {
     var el = document.getElementById("series");
     if (!el || typeof uPlot === "undefined") return;
-    var d = JSON.parse(el.textContent);
+    var d = JSON.parse(el.getAttribute("data-series"));
     var width = Math.max(320, Math.min(900, (document.querySelector("main") || document.body).clientWidth - 40));
     function chart(target, title, lines) {
       var box = document.getElementById(target);
@@ -85,4 +85,9 @@
   }
 
   document.addEventListener("DOMContentLoaded", function () { charts(); live(); });
+  // the overview refreshes itself (htmx): draw its charts again
+  document.addEventListener("htmx:afterSettle", function () {
+    var box = document.getElementById("chart-inbound");
+    if (box && !box.querySelector(".uplot")) charts();
+  });
 })();

@@ -199,6 +199,11 @@ function forms(s) {
   await page.waitForFunction(() => document.querySelectorAll(".uplot").length === 2);
   check(true, "the overview shows the rejection reason and draws its two charts");
   await shot("overview");
+  // its refresh (what hx-trigger="every 30s" sends), at once
+  await page.evaluate(() => { window.__settled = false; document.addEventListener("htmx:afterSettle", () => { window.__settled = true; }, { once: true }); });
+  await page.evaluate(() => htmx.ajax("GET", "/console/", { target: "#overview", select: "#overview", swap: "outerHTML" }));
+  await page.waitForFunction(() => window.__settled && document.querySelectorAll("#overview .uplot").length === 2);
+  check(true, "the overview refreshes in place (htmx) and draws its charts again");
 
   // --- cross-site requests change nothing ------------------------------------
   const csrf = await page.getAttribute("input[name=_csrf]", "value");
