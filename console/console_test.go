@@ -509,9 +509,9 @@ func TestSourceForm(t *testing.T) {
 	if p := h.sources.puts[0]; p.Provider != "token" || p.Secret != "a/b" || p.Event != "e" || p.Rate == nil || p.Rate.Burst != 10 || p.Options["x"] != "1" {
 		t.Errorf("PutSource got %+v", p)
 	}
-	// the page shows the URL to paste and the broken secret
-	_, page := h.do(t, "GET", "/console/sources", nil, auth)
-	for _, want := range []string{"http://console.test/webhook/ci?token={token}", "http://console.test/webhook/b24", "broken: secret not found: no secret", "readable"} {
+	// the page says what was saved, shows the URL to paste and the broken secret
+	_, page := h.do(t, "GET", resp.Header.Get("Location"), nil, auth)
+	for _, want := range []string{"Source new saved.", "http://console.test/webhook/ci?token={token}", "http://console.test/webhook/b24", "broken: secret not found: no secret", "readable"} {
 		if !strings.Contains(page, want) {
 			t.Errorf("sources page lacks %q", want)
 		}

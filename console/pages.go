@@ -342,7 +342,7 @@ func (c *Console) baseURL(ctx *fiber.Ctx) string {
 }
 
 func (c *Console) sourcesPage(ctx *fiber.Ctx) error {
-	return c.renderSources(ctx, fiber.StatusOK, "", "")
+	return c.renderSources(ctx, fiber.StatusOK, flashOf(ctx), "")
 }
 
 func (c *Console) renderSources(ctx *fiber.Ctx, status int, flash, errMsg string) error {
