@@ -123,9 +123,13 @@ func newServer(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *se
 	if err != nil {
 		return nil, err
 	}
+	syncState, err := openSync(ctx, cfg, js, m, log) // wiring.go
+	if err != nil {
+		return nil, err
+	}
 	s.engine, err = routes.New(cfg.Routes, routes.Deps{
 		Queue: s.queue, Portals: portals, Secrets: s.secrets, Disabled: disabled,
-		Recorder: rec, Logger: log, Stream: cfg.Bus.Stream,
+		Recorder: rec, Logger: log, Stream: cfg.Bus.Stream, Sync: syncState,
 	})
 	if err != nil {
 		return nil, err

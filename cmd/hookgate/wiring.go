@@ -9,8 +9,12 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/hookgate/hookgate"
 	"github.com/hookgate/hookgate/config"
+	"github.com/hookgate/hookgate/metrics"
+	"github.com/hookgate/hookgate/routes"
 	"github.com/hookgate/hookgate/vault"
 )
 
@@ -64,4 +68,20 @@ func removeEmptyDirs(dir string) {
 	if !hasFile {
 		os.RemoveAll(dir)
 	}
+}
+
+// openSync opens the two-way sync state of the routes (docs/sync.md): the
+// echo fingerprints (unless sync.echo is off) and the seen records, with
+// their metrics.
+func openSync(ctx context.Context, cfg *config.Config, js jetstream.JetStream, m *metrics.Metrics, log *slog.Logger) (*routes.Sync, error) {
+	users := map[string]string{}
+	for _, p := range cfg.Portals {
+		users[p.ID] = strconv.Itoa(p.UserID)
+	}
+	s, err := routes.OpenSync(ctx, js, cfg.Bus.Replicas, cfg.Sync.Echo != config.EchoOff, cfg.Sync.EchoTTLOrDefault(), users, log)
+	if err != nil {
+		return nil, err
+	}
+	s.Suppressed = m.NewSync().EchoSuppressed
+	return s, nil
 }
