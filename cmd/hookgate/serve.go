@@ -26,6 +26,7 @@ import (
 	"github.com/hookgate/hookgate/jobs"
 	"github.com/hookgate/hookgate/metrics"
 	"github.com/hookgate/hookgate/outbound"
+	"github.com/hookgate/hookgate/reconcile"
 	"github.com/hookgate/hookgate/routes"
 	"github.com/hookgate/hookgate/vault"
 )
@@ -65,6 +66,8 @@ type server struct {
 	gw      *gateway.Gateway
 	ln      net.Listener
 	pprof   *http.Server // nil unless HOOKGATE_PPROF is set
+	// reconcilers find Bitrix24 changes whose events never came (wiring.go)
+	reconcilers []*reconcile.Reconciler
 }
 
 // newServer opens what serve needs, in order: the secret store (every
@@ -123,8 +126,11 @@ func newServer(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *se
 	if err != nil {
 		return nil, err
 	}
-	syncState, err := openSync(ctx, cfg, js, m, log) // wiring.go
+	syncState, syncMetrics, err := openSync(ctx, cfg, js, m, log) // wiring.go
 	if err != nil {
+		return nil, err
+	}
+	if s.reconcilers, err = newReconcilers(ctx, cfg, js, portals, s.bus.Publish, rec, syncMetrics, log); err != nil {
 		return nil, err
 	}
 	s.engine, err = routes.New(cfg.Routes, routes.Deps{
@@ -252,6 +258,9 @@ func (s *server) Run(ctx context.Context) error {
 			}
 		}
 	})
+	for _, r := range s.reconcilers {
+		g.Go(func() error { return r.Run(gctx) })
+	}
 	if s.pprof != nil {
 		g.Go(func() error {
 			log.Info("pprof listening", "addr", s.pprof.Addr)
