@@ -56,6 +56,20 @@ type eventSink struct {
 	client  *http.Client
 }
 
+// SetEventHandler starts sending CRM events to h (as WithEventHandler),
+// for a handler whose address is known only once the simulator runs.
+func (s *Server) SetEventHandler(h EventHandler) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.events != nil {
+		s.events.mu.Lock()
+		s.events.h = h
+		s.events.mu.Unlock()
+		return
+	}
+	s.setHandler(h)
+}
+
 func (s *Server) setHandler(h EventHandler) {
 	if h.Domain == "" {
 		h.Domain = "sim.bitrix24.test"
@@ -78,10 +92,12 @@ func (s *Server) SetEventDrop(share float64) {
 
 // Close stops sending events (those queued are dropped).
 func (s *Server) Close() {
-	if s.events == nil {
+	s.mu.Lock()
+	k := s.events
+	s.mu.Unlock()
+	if k == nil {
 		return
 	}
-	k := s.events
 	k.mu.Lock()
 	if k.closed {
 		k.mu.Unlock()
