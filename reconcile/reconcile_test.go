@@ -84,7 +84,9 @@ func client(t *testing.T, sim *bitrix24test.Server) *outbound.Bitrix24 {
 	ts := sim.Start()
 	t.Cleanup(ts.Close)
 	c, err := outbound.NewBitrix24(config.Portal{ID: "main", BaseURL: ts.URL, UserID: 1, Rate: &config.Rate{PerSecond: -1}},
-		func(context.Context) (hookgate.Secret, error) { return hookgate.Secret(bitrix24test.DefaultSecret), nil })
+		func(context.Context) (hookgate.Secret, error) {
+			return hookgate.Secret(bitrix24test.DefaultSecret), nil
+		})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -131,7 +133,7 @@ func TestReconcileFindsMissedChanges(t *testing.T) {
 		sim.Change("deal", id, map[string]any{"STAGE_ID": "WON"}, "")
 	}
 	changed := t1.Add(-20 * time.Second)
-	putSeen(t, seen, "2", changed, changed.Add(time.Second))        // delivered after the change's second: covered
+	putSeen(t, seen, "2", changed, changed.Add(time.Second))          // delivered after the change's second: covered
 	putSeen(t, seen, "3", changed, changed.Add(300*time.Millisecond)) // read in the same second: maybe not all of it
 	putSeen(t, seen, "4", t1.Add(-30*time.Second), t1.Add(-29*time.Second))
 	for id := 5; id <= 120; id++ {

@@ -81,7 +81,8 @@ type route struct {
 	cfg    config.Route
 	key    *template.Template
 	params any // compiled call.params: map[string]any, []any, *template.Template or a scalar
-	sync   *syncRole // echo.go; nil when the route plays no part in two-way sync
+
+	sync *syncRole // echo.go; nil when the route plays no part in two-way sync
 }
 
 // New compiles the routes and checks them against deps. Problems are
