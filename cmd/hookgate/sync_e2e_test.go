@@ -347,8 +347,14 @@ func TestSyncGaps(t *testing.T) {
 	if m := missing(); len(m) > 0 {
 		t.Fatalf("after %v the platform lacks the latest state of %d deals: %v", time.Since(lastChange), len(m), m)
 	}
+	took := time.Since(lastChange)
 	t.Logf("1000 changes made in %v; every latest state delivered %v after the events were sent (reconcile every %v); %d deliveries",
-		lastChange.Sub(start), time.Since(lastChange), every, e.plat.total)
+		lastChange.Sub(start), took, every, e.plat.total)
+	// one period (and the settle time) plus room for the queue on a
+	// loaded machine
+	if limit := every + 2*time.Second + 30*time.Second; took > limit {
+		t.Errorf("the platform had every latest state only %v after the last change; want within one reconcile period (%v with slack)", took, limit)
+	}
 	if n := e.metric(t, "hookgate_reconcile_events_total"); n < 1 {
 		t.Errorf("hookgate_reconcile_events_total = %v; want the missed changes published", n)
 	}
