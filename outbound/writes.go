@@ -210,7 +210,8 @@ func (b *Bitrix24) checkedAdd(ctx context.Context, method, body string, c *origi
 	}
 	for i := 0; ; i++ {
 		res, err := b.call(ctx, method, body)
-		if !errors.Is(err, ErrAmbiguousWrite) || i >= b.retries {
+		var amb *AmbiguousWriteError
+		if !errors.As(err, &amb) {
 			return res, err
 		}
 		b.opts.logger.Info("bitrix24 write ambiguous: looking the entity up", "portal", b.portal, "method", method,
@@ -218,10 +219,15 @@ func (b *Bitrix24) checkedAdd(ctx context.Context, method, body string, c *origi
 		found, lerr := b.lookup(ctx, c)
 		if lerr != nil {
 			// Not known either way: a durable retry looks again first.
-			return nil, fmt.Errorf("call %s: %w", method, lerr)
+			return nil, fmt.Errorf("call %s: answer lost (%v), and %w", method, amb.Cause, lerr)
 		}
 		if found != nil {
 			return found, nil
+		}
+		if i >= b.retries {
+			// Not committed: safe for the durable job to send again.
+			return nil, fmt.Errorf("call %s: answer lost and no entity with ORIGINATOR_ID %q, ORIGIN_ID %q: %w",
+				method, c.originator, c.origin, amb.Cause)
 		}
 	}
 }

@@ -206,3 +206,24 @@ func TestDurableRetryLooksUpFirst(t *testing.T) {
 		t.Errorf("another origin: %v, %d deals; want 2", err, sim.Count("deal"))
 	}
 }
+
+// TestCheckedAddWithoutRetries: with no in-call retries a checked add
+// still looks the entity up after a lost answer; a miss is a transient
+// error (the durable job may send it again), not ambiguous_write.
+func TestCheckedAddWithoutRetries(t *testing.T) {
+	sim := bitrix24test.NewServer(bitrix24test.WithRate(0, 0))
+	sim.InjectFault(bitrix24test.Fault{Method: "crm.deal.add", Status: 502, Description: "Bad Gateway"})
+	c := setup(t, sim, config.Portal{}, WithClock(newFakeClock()), WithRetries(0))
+	_, err := c.Call(context.Background(), "crm.deal.add", addParams(true))
+	if err == nil || errors.Is(err, ErrAmbiguousWrite) || !IsTransient(err) {
+		t.Fatalf("checked add, 502, no retries: %v; want a transient error", err)
+	}
+	if sim.Count("deal") != 0 || sim.Requests("crm.deal.list") != 1 {
+		t.Errorf("%d deals, %d lists; want 0 and 1", sim.Count("deal"), sim.Requests("crm.deal.list"))
+	}
+	// committed, then lost: found with no retries
+	sim2, c2, _ := commitTimeout(t, "crm.deal.add", WithRetries(0))
+	if res, err := c2.Call(context.Background(), "crm.deal.add", addParams(true)); err != nil || string(res.Result) != "1" || sim2.Count("deal") != 1 {
+		t.Errorf("checked add after commit-and-timeout, no retries: %v, %v, %d deals", res, err, sim2.Count("deal"))
+	}
+}
