@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/hookgate/hookgate"
+	"github.com/hookgate/hookgate/internal/testenv"
 	"github.com/hookgate/hookgate/outbound/bitrix24test"
 	"github.com/hookgate/hookgate/providers/standard"
 )
@@ -366,4 +367,84 @@ func TestSyncGaps(t *testing.T) {
 	if n := e.sim.Answers("QUERY_LIMIT_EXCEEDED"); n != 0 {
 		t.Errorf("%d QUERY_LIMIT_EXCEEDED answers; want 0", n)
 	}
+}
+
+// TestSyncReconcileTwoInstances: two gateways on one external NATS server
+// reconcile once per period between them, not twice; a change whose event
+// never came reaches the platform once.
+func TestSyncReconcileTwoInstances(t *testing.T) {
+	t.Parallel()
+	bin := testenv.Require(t, testenv.EnvNATSBin, "nats-server")
+	port := testenv.FreePort(t)
+	testenv.StartProcess(t, bin, "-js", "-sd", t.TempDir(), "-a", "127.0.0.1", "-p", strconv.Itoa(port))
+	if err := testenv.WaitTCP(fmt.Sprintf("127.0.0.1:%d", port), 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	sim := bitrix24test.NewServer(bitrix24test.WithRate(0, 0)) // no event handler: every event is missed
+	sim.SeedDeals(5)
+	simSrv := sim.Start()
+	defer simSrv.Close()
+	plat := &syncPlatform{states: map[string][]map[string]any{}}
+	platSrv := httptest.NewServer(plat)
+	defer platSrv.Close()
+	const every = 2 * time.Second
+	start := func() *gatewayProc {
+		path, dir := writeConfig(t, fmt.Sprintf(`
+data_dir: {{data}}
+secrets: {backend: file, file: {{dir}}/secrets.yaml}
+bus: {url: "nats://127.0.0.1:%d"}
+retry: {schedule: [300ms, 600ms]}
+sources:
+  - {id: b24, provider: bitrix24, secret: b24/token}
+portals:
+  - {id: main, base_url: "%s", user_id: 1, secret: b24/portal}
+routes:
+  - name: deal-to-platform
+    on: {source: "*", event: ONCRMDEAL*}
+    call: {portal: main, method: crm.deal.get, params: {id: '{{ param "data[FIELDS][ID]" }}'}}
+    deliver: {url: "%s/hooks/deals", secret: platform/signing}
+reconcile:
+  - {portal: main, entity: deal, every: %s, settle: 500ms}
+`, port, simSrv.URL, platSrv.URL, every))
+		secrets := fmt.Sprintf("b24/token: {token: %s}\nb24/portal: {token: %s}\nplatform/signing: {token: %s}\n",
+			syncAppToken, bitrix24test.DefaultSecret, syncSigning)
+		if err := os.WriteFile(filepath.Join(dir, "secrets.yaml"), []byte(secrets), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return startGateway(t, path)
+	}
+	a := start()
+	start()
+	sim.ResetCounters()
+	began := time.Now()
+	sim.Change("deal", 3, map[string]any{"TITLE": "changed while no event came"}, "")
+	waitFor(t, "the missed change of deal 3", 30*time.Second, func() bool { return plat.has("3", sim.Item("deal", 3)) })
+	time.Sleep(4*every - time.Since(began)%every) // whole periods, then a little
+	elapsed := time.Since(began)
+	runs := sim.Requests("crm.deal.list") // one page per run: five deals
+	periods := int(elapsed / every)
+	t.Logf("%d reconcile runs in %v (every %v) by two instances", runs, elapsed, every)
+	if runs < periods-1 || runs > periods+1 {
+		t.Errorf("%d runs in %v; want one per %v period (%d), not one per instance", runs, elapsed, every, periods)
+	}
+	// (the seeded deals may fall in the first window: their state before
+	// the change may have been delivered too)
+	changed := 0
+	for _, st := range plat.deliveries("3") {
+		if st["TITLE"] == "changed while no event came" {
+			changed++
+		}
+	}
+	if changed != 1 {
+		t.Errorf("deal 3's change delivered %d times; want once", changed)
+	}
+	if n := a.metricSum(t, "hookgate_reconcile_runs_total"); n < 1 {
+		t.Errorf("instance a: hookgate_reconcile_runs_total = %v", n)
+	}
+}
+
+// metricSum sums the samples of a family on the gateway's /metrics.
+func (g *gatewayProc) metricSum(t *testing.T, name string) float64 {
+	t.Helper()
+	return (&syncEnv{g: g}).metric(t, name)
 }
