@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -104,7 +105,34 @@ func (c *Config) validateSync(add func(string, string, ...any), sources, portals
 		src := r.SourceID()
 		if !idPattern.MatchString(src) {
 			add(path+".source", "want an id of letters, digits, - and _, got %q", src)
+		} else if event := "ONCRM" + strings.ToUpper(r.Entity) + "UPDATE"; ReconcileEntities[r.Entity] && !c.routed(src, event) {
+			add(path, "no route takes its events (source %q, event %s): add one, e.g. on: {source: %q, event: ONCRM%s*}",
+				src, event, src, strings.ToUpper(r.Entity))
 		}
 		sources[src] = true
 	}
+}
+
+// routed reports whether a route matches events of source and event, by
+// the rules of routes.Match: "*", "PREFIX*" or exact; event names compare
+// case-insensitively.
+func (c *Config) routed(source, event string) bool {
+	match := func(pattern, s string, fold bool) bool {
+		if fold {
+			pattern, s = strings.ToUpper(pattern), strings.ToUpper(s)
+		}
+		if pattern == "*" {
+			return true
+		}
+		if prefix, ok := strings.CutSuffix(pattern, "*"); ok {
+			return strings.HasPrefix(s, prefix)
+		}
+		return pattern == s
+	}
+	for _, r := range c.Routes {
+		if match(r.On.Source, source, false) && match(r.On.Event, event, true) {
+			return true
+		}
+	}
+	return false
 }
