@@ -146,6 +146,11 @@ type Retry struct {
 // Admin is the admin API.
 type Admin struct {
 	Token string `yaml:"token"` // a secret reference; "" = admin API off
+	// Console serves the web console at /console/ while the admin API is
+	// on (default true).
+	Console bool `yaml:"console"`
+	// ConsoleSession is how long a console login lasts (default 12h).
+	ConsoleSession Duration `yaml:"console_session"`
 }
 
 // Log is the process log.
