@@ -448,3 +448,42 @@ func (g *gatewayProc) metricSum(t *testing.T, name string) float64 {
 	t.Helper()
 	return (&syncEnv{g: g}).metric(t, name)
 }
+
+// TestSyncEchoAfterUserChange: a user changes a deal after hookgate's
+// write and before the write's echo is handled; the echo then carries the
+// user's state and is delivered. The same write without the user's change
+// is suppressed.
+func TestSyncEchoAfterUserChange(t *testing.T) {
+	t.Parallel()
+	e := startSync(t, 50, 20, 10, "", 2)
+	for _, deal := range []string{"1", "2"} {
+		e.sim.PauseEvents() // the portal's event queue runs late
+		gets := e.sim.Requests("crm.deal.get")
+		e.send(t, "msg_late_"+deal, map[string]any{"type": "deal.updated", "deal": map[string]any{"id": deal, "title": "platform " + deal}})
+		// the write and its read-back (the fingerprint follows at once)
+		waitFor(t, "the write of deal "+deal+" and its read-back", 20*time.Second, func() bool { return e.sim.Requests("crm.deal.get") > gets })
+		time.Sleep(300 * time.Millisecond)
+		if deal == "1" {
+			e.sim.SetEventDrop(1) // the user's own event is lost: only the echo can carry the change
+			e.sim.Change("deal", 1, map[string]any{"COMMENTS": "changed by a user"}, "")
+			e.sim.SetEventDrop(0)
+		}
+		e.sim.ResumeEvents()
+	}
+	waitFor(t, "the echo of deal 2 suppressed", 20*time.Second, func() bool {
+		return e.metric(t, "hookgate_echo_suppressed_total") >= 1
+	})
+	waitFor(t, "the echo of deal 1, with the user's change, delivered", 20*time.Second, func() bool {
+		return e.plat.has("1", e.sim.Item("deal", 1))
+	})
+	if got := e.plat.deliveries("1"); len(got) != 1 || got[0]["COMMENTS"] != "changed by a user" || got[0]["TITLE"] != "platform 1" {
+		t.Errorf("deal 1 delivered %v; want once, with the platform's title and the user's comment", got)
+	}
+	time.Sleep(500 * time.Millisecond)
+	if n := len(e.plat.deliveries("2")); n != 0 {
+		t.Errorf("deal 2's echo delivered %d times; want suppressed", n)
+	}
+	if n := e.metric(t, "hookgate_echo_suppressed_total"); n != 1 {
+		t.Errorf("hookgate_echo_suppressed_total = %v; want 1 (deal 2 only)", n)
+	}
+}

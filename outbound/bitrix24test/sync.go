@@ -47,6 +47,7 @@ type eventSink struct {
 	cond    *sync.Cond
 	queue   []url.Values
 	busy    bool
+	paused  bool
 	closed  bool
 	acc     float64
 	sent    int
@@ -88,6 +89,26 @@ func (s *Server) SetEventDrop(share float64) {
 	s.events.mu.Lock()
 	defer s.events.mu.Unlock()
 	s.events.h.Drop = share
+}
+
+// PauseEvents holds the events queued from now on until ResumeEvents, as
+// a portal whose event queue runs late does.
+func (s *Server) PauseEvents() { s.pauseEvents(true) }
+
+// ResumeEvents sends the events held since PauseEvents, in order.
+func (s *Server) ResumeEvents() { s.pauseEvents(false) }
+
+func (s *Server) pauseEvents(p bool) {
+	s.mu.Lock()
+	k := s.events
+	s.mu.Unlock()
+	if k == nil {
+		return
+	}
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.paused = p
+	k.cond.Broadcast()
 }
 
 // Close stops sending events (those queued are dropped).
@@ -175,7 +196,7 @@ func (k *eventSink) run() {
 	defer close(k.done)
 	for {
 		k.mu.Lock()
-		for len(k.queue) == 0 && !k.closed {
+		for (len(k.queue) == 0 || k.paused) && !k.closed {
 			k.cond.Wait()
 		}
 		if k.closed {
