@@ -66,6 +66,12 @@ type Sync struct {
 	echo  jetstream.KeyValue // nil: echo suppression off
 	seen  jetstream.KeyValue
 	users map[string]string // portal id → webhook user id
+	// written holds <portal>.<entity> of the routes' writes: only those
+	// entities can have echoes (set by New).
+	written map[string]bool
+	// reconciled holds <portal>.<entity> of the reconcile entries: only
+	// those need seen records.
+	reconciled map[string]bool
 	// Suppressed is called for every echo not delivered (metrics).
 	Suppressed func(route string)
 	log        *slog.Logger
@@ -73,12 +79,17 @@ type Sync struct {
 
 // OpenSync opens (creating them if needed) the sync buckets on js:
 // fingerprints kept for ttl (no echo bucket when echo is false) and the
-// seen records. users maps portal ids to the webhook's user id.
-func OpenSync(ctx context.Context, js jetstream.JetStream, replicas int, echo bool, ttl time.Duration, users map[string]string, log *slog.Logger) (*Sync, error) {
+// seen records. users maps portal ids to the webhook's user id;
+// reconciled lists the <portal>.<entity> pairs reconciliation reads seen
+// records of (config.Reconcile).
+func OpenSync(ctx context.Context, js jetstream.JetStream, replicas int, echo bool, ttl time.Duration, users map[string]string, reconciled []string, log *slog.Logger) (*Sync, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	s := &Sync{users: users, log: log}
+	s := &Sync{users: users, log: log, written: map[string]bool{}, reconciled: map[string]bool{}}
+	for _, k := range reconciled {
+		s.reconciled[k] = true
+	}
 	var err error
 	if echo {
 		if ttl <= 0 {
@@ -276,10 +287,10 @@ func writtenID(params map[string]any, res *outbound.Result) string {
 // isEcho reports whether an enriched state is one hookgate wrote.
 func (e *Engine) isEcho(ctx context.Context, r *route, st *entityState) (bool, error) {
 	s := e.deps.Sync
-	if s.echo == nil || st.id == "" || st.id == "<nil>" {
-		return false, nil
-	}
 	portal := r.cfg.Call.Portal
+	if s.echo == nil || st.id == "" || st.id == "<nil>" || !s.written[portal+"."+r.sync.entity] {
+		return false, nil // no route writes this entity: nothing can be an echo
+	}
 	key := echoKey(portal, r.sync.entity, st)
 	wait := time.Duration(0)
 	if user := s.users[portal]; user != "" && st.modifiedBy == user {
@@ -337,10 +348,10 @@ func (e *Engine) beforeDeliver(ctx context.Context, r *route, ev *hookgate.Event
 // recordSeen notes that the platform has st (delivered, or its own write).
 func (e *Engine) recordSeen(ctx context.Context, r *route, st *entityState) {
 	s := e.deps.Sync
-	if st == nil || st.modified.IsZero() || st.id == "" {
-		return
-	}
 	portal := r.cfg.Call.Portal
+	if st == nil || st.modified.IsZero() || st.id == "" || !s.reconciled[portal+"."+r.sync.entity] {
+		return // not reconciled: nobody reads the record
+	}
 	rec := SeenRecord{DateModify: st.modified.UTC(), ReadAt: st.readAt.UTC()}
 	if old, ok, err := Seen(ctx, s.seen, portal, r.sync.entity, st.id); err == nil && ok &&
 		(old.DateModify.After(rec.DateModify) || (old.DateModify.Equal(rec.DateModify) && old.ReadAt.After(rec.ReadAt))) {

@@ -110,7 +110,9 @@ func New(routes []config.Route, deps Deps) (*Engine, error) {
 		}
 		r := &route{cfg: rc, key: compileKey(path, rc.Key, add)}
 		if deps.Sync != nil {
-			r.sync = roleOf(rc)
+			if r.sync = roleOf(rc); r.sync != nil && r.sync.write {
+				deps.Sync.written[rc.Call.Portal+"."+r.sync.entity] = true
+			}
 		}
 		if rc.Call != nil {
 			if deps.Portals[rc.Call.Portal] == nil {

@@ -81,7 +81,11 @@ func openSync(ctx context.Context, cfg *config.Config, js jetstream.JetStream, m
 	for _, p := range cfg.Portals {
 		users[p.ID] = strconv.Itoa(p.UserID)
 	}
-	s, err := routes.OpenSync(ctx, js, cfg.Bus.Replicas, cfg.Sync.Echo != config.EchoOff, cfg.Sync.EchoTTLOrDefault(), users, log)
+	var reconciled []string
+	for _, r := range cfg.Reconcile {
+		reconciled = append(reconciled, r.Portal+"."+r.Entity)
+	}
+	s, err := routes.OpenSync(ctx, js, cfg.Bus.Replicas, cfg.Sync.Echo != config.EchoOff, cfg.Sync.EchoTTLOrDefault(), users, reconciled, log)
 	if err != nil {
 		return nil, nil, err
 	}
