@@ -261,6 +261,9 @@ func (e *Engine) afterWrite(ctx context.Context, r *route, params map[string]any
 	if _, err := s.echo.Put(ctx, echoKey(portal, r.sync.entity, st), []byte(st.modified.UTC().Format(time.RFC3339))); err != nil {
 		e.log.Warn("echo: fingerprint not stored; its echo will be delivered", "route", r.cfg.Name, "id", id, "err", err)
 	}
+	// the platform has this state (it wrote it): reconciliation need not
+	// send it back, even after the fingerprint expired
+	e.recordSeen(ctx, r, st)
 }
 
 // writtenID is the id of the entity a write touched: an add's result, an
