@@ -309,6 +309,34 @@ func TestSyncEcho(t *testing.T) {
 	if sent, _, failed := e.sim.EventCounts(); sent != 200 || failed != 0 {
 		t.Errorf("simulator events: %d sent, %d failed; want 200 sent", sent, failed)
 	}
+	// history: one suppressed delivery row per echo
+	var rows int
+	waitFor(t, "100 suppressed rows in history", 15*time.Second, func() bool {
+		rows = e.historyRows(t, `"outcome":"suppressed"`)
+		return rows >= 100
+	})
+	if rows != 100 {
+		t.Errorf("%d suppressed history rows; want 100", rows)
+	}
+}
+
+// historyRows counts the NDJSON history lines that contain substr.
+func (e *syncEnv) historyRows(t *testing.T, substr string) int {
+	t.Helper()
+	files, _ := filepath.Glob(filepath.Join(e.g.DataDir, "history", "*.ndjson"))
+	n := 0
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, line := range strings.Split(string(b), "\n") {
+			if strings.Contains(line, substr) {
+				n++
+			}
+		}
+	}
+	return n
 }
 
 // TestSyncGaps: over 1 000 changes the simulator drops 10 % of its
