@@ -109,6 +109,17 @@ func OpenSync(ctx context.Context, js jetstream.JetStream, replicas int, echo bo
 	return s, nil
 }
 
+// Writes reports whether a route writes CRM entities (crm.<entity>.add or
+// .update): only then can an event be an echo.
+func Writes(routes []config.Route) bool {
+	for _, rc := range routes {
+		if r := roleOf(rc); r != nil && r.write {
+			return true
+		}
+	}
+	return false
+}
+
 // SeenBucket opens (creating it if needed) the bucket of seen records.
 func SeenBucket(ctx context.Context, js jetstream.JetStream, replicas int) (jetstream.KeyValue, error) {
 	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{

@@ -75,8 +75,13 @@ func removeEmptyDirs(dir string) {
 
 // openSync opens the two-way sync state of the routes (docs/sync.md): the
 // echo fingerprints (unless sync.echo is off) and the seen records, with
-// their metrics.
+// their metrics. A config with no route that writes CRM entities and no
+// reconcile entry has none (nil).
 func openSync(ctx context.Context, cfg *config.Config, js jetstream.JetStream, m *metrics.Metrics, log *slog.Logger) (*routes.Sync, *metrics.Sync, error) {
+	sm := m.NewSync()
+	if !routes.Writes(cfg.Routes) && len(cfg.Reconcile) == 0 {
+		return nil, sm, nil
+	}
 	users := map[string]string{}
 	for _, p := range cfg.Portals {
 		users[p.ID] = strconv.Itoa(p.UserID)
@@ -89,7 +94,6 @@ func openSync(ctx context.Context, cfg *config.Config, js jetstream.JetStream, m
 	if err != nil {
 		return nil, nil, err
 	}
-	sm := m.NewSync()
 	s.Suppressed = sm.EchoSuppressed
 	return s, sm, nil
 }
