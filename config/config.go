@@ -22,6 +22,9 @@ type Config struct {
 	Sources []Source `yaml:"sources"`
 	Portals []Portal `yaml:"portals"`
 	Routes  []Route  `yaml:"routes"`
+	// Sync and Reconcile are two-way sync (sync.go, docs/sync.md).
+	Sync      Sync        `yaml:"sync"`
+	Reconcile []Reconcile `yaml:"reconcile"`
 }
 
 // Server is the inbound HTTP server.
@@ -206,6 +209,10 @@ type Call struct {
 	Portal string         `yaml:"portal"`
 	Method string         `yaml:"method"`
 	Params map[string]any `yaml:"params"`
+	// Idempotent declares that the call may run twice with the same
+	// effect: a write is then retried after an ambiguous failure (a
+	// timeout once it was sent). See docs/sync.md.
+	Idempotent bool `yaml:"idempotent"`
 }
 
 // Deliver is a signed HTTP POST to the platform.

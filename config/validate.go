@@ -229,6 +229,7 @@ func (c *Config) Validate(known Known) error {
 			add(path+".rate", "per_second and burst must be positive")
 		}
 	}
+	c.validateSync(add, sources, portals) // sync.go
 	routes := map[string]bool{}
 	for i, r := range c.Routes {
 		path := fmt.Sprintf("routes[%d]", i)

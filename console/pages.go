@@ -175,7 +175,7 @@ func (c *Console) summary(ctx context.Context, h analytics.Browser, since time.T
 			out[k] = or
 		}
 		switch r.Outcome {
-		case "ok":
+		case "ok", "suppressed": // suppressed: an echo that needed no delivery (docs/sync.md)
 			or.OK += r.Count
 		case "retry":
 			or.Retry += r.Count
@@ -580,7 +580,7 @@ func (c *Console) historyPage(ctx *fiber.Ctx) error {
 	}
 	page, _ := strconv.Atoi(ctx.Query("page"))
 	page = max(page, 1)
-	v := historyView{Form: f, Page: page, Outcomes: []string{"accepted", "duplicate", "rejected", "ok", "retry", "failed", "dead"}}
+	v := historyView{Form: f, Page: page, Outcomes: []string{"accepted", "duplicate", "rejected", "ok", "retry", "failed", "dead", "suppressed"}}
 	af := analytics.Filter{Source: f.Source, Event: f.Event, Outcome: f.Outcome, EventID: f.EventID,
 		Offset: (page - 1) * pageRows, Limit: pageRows + 1}
 	var problems []string

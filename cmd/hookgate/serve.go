@@ -28,6 +28,7 @@ import (
 	"github.com/hookgate/hookgate/jobs"
 	"github.com/hookgate/hookgate/metrics"
 	"github.com/hookgate/hookgate/outbound"
+	"github.com/hookgate/hookgate/reconcile"
 	"github.com/hookgate/hookgate/routes"
 	"github.com/hookgate/hookgate/vault"
 )
@@ -68,6 +69,8 @@ type server struct {
 	console *console.Console // nil unless admin.token is set and admin.console is on
 	ln      net.Listener
 	pprof   *http.Server // nil unless HOOKGATE_PPROF is set
+	// reconcilers find Bitrix24 changes whose events never came (wiring.go)
+	reconcilers []*reconcile.Reconciler
 }
 
 // newServer opens what serve needs, in order: the secret store (every
@@ -126,9 +129,16 @@ func newServer(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *se
 	if err != nil {
 		return nil, err
 	}
+	syncState, syncMetrics, err := openSync(ctx, cfg, js, m, log) // wiring.go
+	if err != nil {
+		return nil, err
+	}
+	if s.reconcilers, err = newReconcilers(ctx, cfg, js, portals, s.bus.Publish, rec, syncMetrics, log); err != nil {
+		return nil, err
+	}
 	s.engine, err = routes.New(cfg.Routes, routes.Deps{
 		Queue: s.queue, Portals: portals, Secrets: s.secrets, Disabled: disabled,
-		Recorder: rec, Logger: log, Stream: cfg.Bus.Stream,
+		Recorder: rec, Logger: log, Stream: cfg.Bus.Stream, Sync: syncState,
 	})
 	if err != nil {
 		return nil, err
@@ -258,6 +268,9 @@ func (s *server) Run(ctx context.Context) error {
 			}
 		}
 	})
+	for _, r := range s.reconcilers {
+		g.Go(func() error { return r.Run(gctx) })
+	}
 	if s.console != nil {
 		g.Go(func() error { return s.console.Run(gctx) })
 	}
