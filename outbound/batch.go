@@ -72,7 +72,7 @@ func (b *Bitrix24) Batch(ctx context.Context, cmds []BatchCmd, halt bool) (*Batc
 		}
 		body.WriteString("&" + url.QueryEscape("cmd["+key+"]") + "=" + url.QueryEscape(cmd))
 	}
-	res, err := b.call(withBatchCommands(ctx, names), "batch", body.String())
+	res, err := b.call(withBatchCommands(batchReads(ctx, cmds), names), "batch", body.String())
 	if err != nil {
 		return nil, err
 	}
