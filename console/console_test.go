@@ -201,6 +201,7 @@ func newHarness(t testing.TB) *harness {
 			TS: time.Now(), ExchangeID: "11111111-2222-4333-8444-555555555555", EventID: "ev1", Direction: hookgate.Inbound,
 			Source: "b24", Event: "ONCRMDEALADD", Status: 200, Outcome: "accepted",
 			RequestHeaders: `{"X-Token":"` + srcSecret + `"}`, RequestBody: "auth[application_token]=" + srcSecret,
+			TraceID: "4bf92f3577b34da6a3ce929d0e0e4736",
 		}}},
 		now: time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC),
 	}
@@ -603,6 +604,12 @@ func TestHistoryPages(t *testing.T) {
 	_, page = h.do(t, "GET", "/console/history/exchange/11111111-2222-4333-8444-555555555555", nil, auth)
 	if strings.Contains(page, srcSecret) || strings.Count(page, "[redacted]") < 2 {
 		t.Errorf("exchange page: want headers and body redacted:\n%s", page)
+	}
+	if !strings.Contains(page, `<td class="mono" id="trace-id">4bf92f3577b34da6a3ce929d0e0e4736</td>`) {
+		t.Errorf("exchange page lacks the row's trace id:\n%s", page)
+	}
+	if _, page := h.do(t, "GET", "/console/history/trace/ev1", nil, auth); !strings.Contains(page, `<span class="mono trace-id">4bf92f3577b34da6a3ce929d0e0e4736</span>`) {
+		t.Errorf("trace page lacks the event's trace id:\n%s", page)
 	}
 	if resp, _ := h.do(t, "GET", "/console/history/exchange/nope", nil, auth); resp.StatusCode != 404 {
 		t.Errorf("unknown exchange = %d; want 404", resp.StatusCode)

@@ -700,6 +700,9 @@ type traceView struct {
 	EventID string
 	Rows    []traceRow
 	SpanMS  int64
+	// TraceIDs are the OpenTelemetry traces of the rows (one when the
+	// event was traced; none when tracing was off)
+	TraceIDs []string
 }
 
 func (c *Console) tracePage(ctx *fiber.Ctx) error {
@@ -728,6 +731,9 @@ func (c *Console) tracePage(ctx *fiber.Ctx) error {
 	v.SpanMS = span.Milliseconds()
 	for _, x := range rows {
 		x.URL, x.Error = c.cfg.Secrets.Redact(x.URL), c.cfg.Secrets.Redact(x.Error)
+		if x.TraceID != "" && !slices.Contains(v.TraceIDs, x.TraceID) {
+			v.TraceIDs = append(v.TraceIDs, x.TraceID)
+		}
 		what := x.Operation
 		if x.Direction == hookgate.Inbound {
 			what = "inbound " + x.Event
