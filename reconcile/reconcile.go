@@ -27,11 +27,14 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/hookgate/hookgate"
 	"github.com/hookgate/hookgate/config"
 	"github.com/hookgate/hookgate/outbound"
 	"github.com/hookgate/hookgate/routes"
+	"github.com/hookgate/hookgate/telemetry"
 )
 
 // BucketName is the KV bucket of checkpoints and leases.
@@ -362,6 +365,8 @@ func (r *Reconciler) check(ctx context.Context, id int64, rw row) (int, error) {
 	return 1, nil
 }
 
+var producerSpan = []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindProducer)}
+
 // publish stores the event of a missed change, shaped like a Bitrix24
 // outgoing-webhook event (params event, data[FIELDS][ID], ts) so that
 // routes written for those work unchanged; reconcile=1 and
@@ -392,6 +397,16 @@ func (r *Reconciler) publish(ctx context.Context, event, id, modified string) er
 			Body: form.Encode(), ContentType: "application/x-www-form-urlencoded", Headers: map[string]string{},
 		},
 	}
+	// With tracing on, the missed change's event starts its own trace
+	// here, as a webhook's does at its request (docs/operations.md).
+	ctx, span := telemetry.Start(ctx, "reconcile "+telemetry.SpanPublish, producerSpan...)
+	defer span.End()
+	if span.IsRecording() {
+		c := telemetry.Inject(ctx)
+		ev.TraceParent, ev.TraceState = c.TraceParent, c.TraceState
+		span.SetAttributes(attribute.String(telemetry.AttrEventID, ev.ID), attribute.String(telemetry.AttrSource, r.source),
+			attribute.String(telemetry.AttrEvent, event), attribute.String(telemetry.AttrPortal, r.cfg.Portal))
+	}
 	data, err := json.Marshal(ev)
 	if err != nil {
 		return err
@@ -408,7 +423,7 @@ func (r *Reconciler) publish(ctx context.Context, event, id, modified string) er
 		r.deps.Recorder.Record(hookgate.Exchange{
 			TS: now.UTC(), ExchangeID: hookgate.NewUUID(), EventID: ev.ID, Direction: hookgate.Inbound,
 			Source: r.source, Provider: Provider, Event: event, Operation: "crm." + r.cfg.Entity + ".list",
-			Status: 200, Outcome: outcome, Attempt: 1, RequestBody: ev.Data.Body,
+			Status: 200, Outcome: outcome, Attempt: 1, RequestBody: ev.Data.Body, TraceID: telemetry.TraceID(ctx),
 		})
 	}
 	r.log.Debug("reconciliation: change without an event", "id", id, "date_modify", modified, "event_id", ev.ID)

@@ -40,6 +40,7 @@ import (
 	"github.com/hookgate/hookgate"
 	"github.com/hookgate/hookgate/config"
 	"github.com/hookgate/hookgate/outbound"
+	"github.com/hookgate/hookgate/telemetry"
 )
 
 // Names and defaults of two-way sync on the bus.
@@ -348,7 +349,7 @@ func (e *Engine) beforeDeliver(ctx context.Context, r *route, ev *hookgate.Event
 			TS: e.now().UTC(), ExchangeID: hookgate.NewUUID(), EventID: ev.ID,
 			Direction: hookgate.Outbound, Source: r.cfg.Name, Provider: "http", Event: event,
 			Operation: "deliver", HTTPMethod: "POST", Outcome: hookgate.OutcomeSuppressed, Error: ErrorEcho,
-			Attempt: 1,
+			Attempt: 1, TraceID: telemetry.TraceID(ctx),
 		})
 	}
 	if s.Suppressed != nil {
