@@ -3,9 +3,11 @@ package telemetry_test
 import (
 	"bytes"
 	"context"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 
@@ -231,5 +233,37 @@ func TestCarrierRoundTrip(t *testing.T) {
 	}
 	if got := telemetry.CarrierOf(trace.SpanContext{}); got != (telemetry.Carrier{}) {
 		t.Errorf("CarrierOf(invalid) = %+v; want empty", got)
+	}
+}
+
+// TestExportHTTPJSON: protocol http/json posts OTLP/JSON (the span's name
+// and its hex trace id in the body) to /v1/traces.
+func TestExportHTTPJSON(t *testing.T) {
+	got := make(chan string, 16)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		got <- r.URL.Path + " " + r.Header.Get("Content-Type") + " " + string(b)
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte(`{}`))
+	}))
+	defer srv.Close()
+	shutdown, err := telemetry.Setup(context.Background(), telemetry.Settings{On: true, Endpoint: srv.URL, Protocol: telemetry.ProtocolHTTPJSON, ServiceName: "tests"},
+		"i", slog.New(slog.DiscardHandler), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, span := telemetry.Start(context.Background(), "json-span")
+	span.End()
+	if err := shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case req := <-got:
+		tid := span.SpanContext().TraceID().String()
+		if !strings.HasPrefix(req, "/v1/traces application/json ") || !strings.Contains(req, `"json-span"`) || !strings.Contains(strings.ToLower(req), tid) {
+			t.Errorf("export = %s; want OTLP/JSON to /v1/traces with the span and trace id %s", req, tid)
+		}
+	default:
+		t.Fatal("nothing exported")
 	}
 }
