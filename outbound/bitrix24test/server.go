@@ -135,6 +135,7 @@ type Server struct {
 	received  []Request
 	perMethod map[string]int
 	perCode   map[string]int
+	nested    map[string]int // commands run inside batches, per method
 	crm       map[string]*entity
 }
 
@@ -155,6 +156,7 @@ func NewServer(opts ...Option) *Server {
 		ops:       map[string][]opCharge{},
 		perMethod: map[string]int{},
 		perCode:   map[string]int{},
+		nested:    map[string]int{},
 		crm: map[string]*entity{
 			"deal":    newEntity("deal"),
 			"contact": newEntity("contact"),
@@ -255,6 +257,7 @@ func (s *Server) ResetCounters() {
 	s.received = nil
 	s.perMethod = map[string]int{}
 	s.perCode = map[string]int{}
+	s.nested = map[string]int{}
 }
 
 // ServeHTTP implements http.Handler.
@@ -349,7 +352,7 @@ func (s *Server) answer(ctx context.Context, start time.Time, req Request, user,
 		return a
 	}
 
-	res := s.call(method, params, true)
+	res := s.call(user, method, params, true)
 	s.charge(user, method, start)
 	if res.err != nil {
 		return s.errorAnswer(start, user, method, res.err.status, res.err.code, res.err.description)
