@@ -52,7 +52,7 @@ type Deps struct {
 	Batchers map[string]*outbound.Batcher
 	// Observe receives routing metrics; nil fields are skipped.
 	Observe Observer
-	Secrets Secrets                       // required when a route delivers
+	Secrets Secrets // required when a route delivers
 	// Disabled is the KV bucket of disabled routes (DisabledBucket);
 	// required when a route delivers.
 	Disabled jetstream.KeyValue
