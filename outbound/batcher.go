@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -27,9 +28,10 @@ type Batcher struct {
 	size    int
 	observe func(n int)
 
-	mu      sync.Mutex
-	pending []*batchCall
-	timer   *time.Timer
+	mu          sync.Mutex
+	pending     []*batchCall
+	timer       *time.Timer
+	dispatching bool // a dispatch goroutine runs
 }
 
 type batchCall struct {
@@ -113,17 +115,50 @@ func (bt *Batcher) flush() {
 	bt.flushLocked()
 }
 
+// flushLocked hands the pending calls to the dispatcher, starting it
+// when it is not running.
 func (bt *Batcher) flushLocked() {
 	if bt.timer != nil {
 		bt.timer.Stop()
 		bt.timer = nil
 	}
-	calls := bt.pending
-	bt.pending = nil
-	if len(calls) == 0 {
+	if bt.dispatching || len(bt.pending) == 0 {
 		return
 	}
-	go bt.send(calls)
+	bt.dispatching = true
+	go bt.dispatch()
+}
+
+// dispatch sends the pending calls, a batch at a time, each when the
+// portal's bucket has a token for it: calls that come while it waits for
+// the token join the batch, so batches fill up when the rate is the
+// limit. It ends when nothing is pending.
+func (bt *Batcher) dispatch() {
+	for {
+		for d := bt.b.tokenWait(); d > 0; d = bt.b.tokenWait() {
+			time.Sleep(d)
+		}
+		bt.mu.Lock()
+		n := min(len(bt.pending), bt.size)
+		calls := slices.Clone(bt.pending[:n])
+		bt.pending = bt.pending[n:]
+		if len(bt.pending) == 0 {
+			bt.pending = nil
+			bt.dispatching = false
+			if bt.timer != nil {
+				bt.timer.Stop()
+				bt.timer = nil
+			}
+		}
+		more := bt.dispatching
+		bt.mu.Unlock()
+		if n > 0 {
+			go bt.send(calls)
+		}
+		if !more {
+			return
+		}
+	}
 }
 
 // send makes one request for calls: a plain call for one, else a batch.
