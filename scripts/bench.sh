@@ -10,8 +10,16 @@
 # stream and every answer has its row in ClickHouse, with an empty spool.
 # It stops what it started, whatever happens.
 #
-#   scripts/bench.sh                      all scenarios, ~4 minutes
+#   scripts/bench.sh                      all scenarios, ~6 minutes (~8 with BENCH_BASELINE)
 #   BENCH_SCENARIOS="bitrix24" scripts/bench.sh
+#
+# The routing scenario (bench/cmd/routebench) is not a load of the inbound
+# path: it runs the hookgate binary (and the baseline's) on its own with a
+# route crm.deal.get → a signed delivery against an in-process Bitrix24
+# simulator at 2 requests/s, burst 50, posts BENCH_ROUTING_EVENTS (10000)
+# ONCRMDEALUPDATE events for BENCH_ROUTING_DEALS (2000) deals and prints
+# the events routed per second per portal, measured over at most
+# BENCH_ROUTING_WINDOW (2m) after the first was accepted.
 #
 # Knobs (environment): BENCH_DURATION (measured window per run, default
 # 10s), BENCH_WARMUP (2s), BENCH_CONNS (64), BENCH_SCENARIOS, BENCH_SYNC
@@ -41,7 +49,7 @@ warmup=${BENCH_WARMUP:-2s}
 conns=${BENCH_CONNS:-64}
 sync=${BENCH_SYNC:-group}
 repeat=${BENCH_REPEAT:-1}
-scenarios=${BENCH_SCENARIOS:-"bitrix24 bitrix24-invalid10 standard-2k apikey-multipart bitrix24-1k bitrix24-64k"}
+scenarios=${BENCH_SCENARIOS:-"bitrix24 bitrix24-invalid10 standard-2k apikey-multipart bitrix24-1k bitrix24-64k routing"}
 work=$(mktemp -d /tmp/hookgate-bench.XXXXXX)
 pin_server=() pin_other=()
 if [ "${BENCH_PIN:-}" = 1 ]; then
@@ -85,6 +93,7 @@ mkdir -p "$work/bin"
 go build -o "$work/bin/hookgate" ./cmd/hookgate
 go build -o "$work/bin/loadbench" ./bench/cmd/loadbench
 go build -o "$work/bin/yardstick" ./bench/cmd/yardstick
+go build -o "$work/bin/routebench" ./bench/cmd/routebench
 lb=$work/bin/loadbench
 
 # --- ClickHouse (Debian's clickhouse-server) --------------------------------
@@ -217,6 +226,7 @@ bench_one() { # label url pid scenario [extra flags]
 for round in $(seq 1 "$repeat"); do
   for sc in $scenarios; do
     if [ "$round" -gt 1 ] && [ "$sc" != bitrix24 ]; then continue; fi
+    if [ "$sc" = routing ]; then continue; fi # below, on its own
     bench_one yardstick "http://127.0.0.1:$yport" "$ypid" "$sc"
     perfpid=""; cpupid=""
     if [ "$sc" = "${BENCH_PROFILE_SCENARIO:-bitrix24}" ] && [ "$round" = 1 ]; then
@@ -255,9 +265,30 @@ for round in $(seq 1 "$repeat"); do
   done
 done
 
-echo
-echo "hookgate vs yardstick: $conns connections, ${duration} measured after ${warmup} warm-up, bus.sync=$sync, $(nproc) cores"
-"$lb" report -results "$results"
+routing_one() { # label binary
+  "${pin_other[@]}" timeout 600 "$work/bin/routebench" -hookgate "$2" -label "$1" \
+    -events "${BENCH_ROUTING_EVENTS:-10000}" -deals "${BENCH_ROUTING_DEALS:-2000}" \
+    -window "${BENCH_ROUTING_WINDOW:-2m}" >>"$work/routing.txt"
+}
+if [[ " $scenarios " == *" routing "* ]]; then
+  log "routing: ${BENCH_ROUTING_EVENTS:-10000} events through a crm.deal.get route at 2 req/s"
+  routing_one hookgate "$work/bin/hookgate"
+  if [ -n "${BENCH_BASELINE:-}" ]; then
+    routing_one baseline "$work/bin/hookgate-base"
+  fi
+fi
+
+if [ -s "$results" ]; then
+  echo
+  echo "hookgate vs yardstick: $conns connections, ${duration} measured after ${warmup} warm-up, bus.sync=$sync, $(nproc) cores"
+  "$lb" report -results "$results"
+fi
+if [ -s "$work/routing.txt" ]; then
+  echo
+  echo "routing (Bitrix24 portal at 2 requests/s, burst 50):"
+  cat "$work/routing.txt"
+fi
+[ -s "$results" ] || exit 0 # routing only: nothing posted to the gateways above
 echo
 "$lb" report -results "$results" -md >"$work/results.txt"
 

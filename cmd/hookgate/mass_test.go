@@ -397,27 +397,27 @@ func p99(d []time.Duration) time.Duration {
 func TestMassUpdate(t *testing.T) {
 	const deals, rounds = 2000, 5
 	var plain, bad *massRun
-	t.Run("group", func(t *testing.T) {
-		t.Run("plain", func(t *testing.T) {
-			t.Parallel()
+	// The three runs go side by side whatever -parallel is: each has its
+	// own simulator, receiver and gateway (t.Run may be called from
+	// several goroutines; each waits for its subtest).
+	scenarios := map[string]func(t *testing.T){
+		"plain": func(t *testing.T) {
 			plain = newMassRun(t, deals, rounds, "")
 			g := startGateway(t, plain.writeConfig("", ""))
 			plain.send(g.URL)
 			took := plain.waitAcked(3 * time.Minute)
 			t.Logf("plain: all %d delivered %v after the last was accepted", len(plain.accepted), took.Round(time.Millisecond))
 			plain.check("plain")
-		})
-		t.Run("coalesce", func(t *testing.T) {
-			t.Parallel()
+		},
+		"coalesce": func(t *testing.T) {
 			r := newMassRun(t, deals, rounds, "coalesce: latest")
 			g := startGateway(t, r.writeConfig("", ""))
 			r.send(g.URL)
 			took := r.waitAcked(time.Minute)
 			t.Logf("coalesce: all %d acknowledged %v after the last was accepted", len(r.accepted), took.Round(time.Millisecond))
 			r.check("coalesce")
-		})
-		t.Run("bad-entity", func(t *testing.T) {
-			t.Parallel()
+		},
+		"bad-entity": func(t *testing.T) {
 			bad = newMassRun(t, deals, rounds, "")
 			bad.recv.fail = func(deal string, n int) bool { return deal == "13" && n < 6 }
 			g := startGateway(t, bad.writeConfig("", ""))
@@ -433,8 +433,13 @@ func TestMassUpdate(t *testing.T) {
 			if want := []int{0, 0, 0, 0, 1, 1, 1, 2, 3, 4}; !slices.Equal(got, want) {
 				t.Errorf("deal 13's attempts by round = %v; want %v", got, want)
 			}
-		})
-	})
+		},
+	}
+	var wg sync.WaitGroup
+	for name, f := range scenarios {
+		wg.Go(func() { t.Run(name, f) })
+	}
+	wg.Wait()
 	if t.Failed() || plain == nil || bad == nil {
 		return
 	}
