@@ -41,6 +41,7 @@ type batchCall struct {
 	query   string
 	eventID string
 	attempt int
+	at      time.Time        // when it joined
 	done    chan batchAnswer // buffered: the sender never blocks
 }
 
@@ -91,7 +92,7 @@ func (bt *Batcher) Call(ctx context.Context, method string, params map[string]an
 		return nil, fmt.Errorf("call %s: %w", method, err)
 	}
 	c := &batchCall{ctx: ctx, method: method, params: params, query: q,
-		eventID: EventID(ctx), attempt: firstAttempt(ctx), done: make(chan batchAnswer, 1)}
+		eventID: EventID(ctx), attempt: firstAttempt(ctx), at: time.Now(), done: make(chan batchAnswer, 1)}
 	bt.mu.Lock()
 	bt.pending = append(bt.pending, c)
 	switch {
@@ -132,13 +133,30 @@ func (bt *Batcher) flushLocked() {
 // dispatch sends the pending calls, a batch at a time, each when the
 // portal's bucket has a token for it: calls that come while it waits for
 // the token join the batch, so batches fill up when the rate is the
-// limit. It ends when nothing is pending.
+// limit. While tokens are plenty (the burst) a batch that is not full
+// still waits until its oldest call has waited the batch wait. It ends
+// when nothing is pending, or hands over to the timer.
 func (bt *Batcher) dispatch() {
 	for {
+		waited := false
 		for d := bt.b.tokenWait(); d > 0; d = bt.b.tokenWait() {
 			time.Sleep(d)
+			waited = true
 		}
 		bt.mu.Lock()
+		if !waited && len(bt.pending) > 0 && len(bt.pending) < bt.size {
+			if age := time.Since(bt.pending[0].at); age < bt.wait {
+				// not full, not old: the timer (or the call that
+				// fills it) dispatches it
+				bt.dispatching = false
+				if bt.timer != nil {
+					bt.timer.Stop()
+				}
+				bt.timer = time.AfterFunc(bt.wait-age, bt.flush)
+				bt.mu.Unlock()
+				return
+			}
+		}
 		n := min(len(bt.pending), bt.size)
 		calls := slices.Clone(bt.pending[:n])
 		bt.pending = bt.pending[n:]

@@ -266,7 +266,7 @@ routes:
 // urls spreads them over gateways (by deal).
 func (r *massRun) send(urls ...string) {
 	r.t.Helper()
-	const workers = 16
+	const workers = 48 // concurrent posts: the gateway commits them in groups
 	type result struct {
 		id string
 		ev massEvent
