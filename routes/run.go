@@ -164,6 +164,7 @@ func (e *Engine) handle(ctx context.Context, j *jobs.Job, attempt int) error {
 	}
 
 	var enrichment map[string]any
+	var state *entityState // echo.go: the enriched entity, for two-way sync
 	if c := r.cfg.Call; c != nil {
 		rendered, err := newRenderer(&ev).render(r.params)
 		if err != nil {
@@ -171,9 +172,21 @@ func (e *Engine) handle(ctx context.Context, j *jobs.Job, attempt int) error {
 		}
 		params, _ := rendered.(map[string]any)
 		cctx := outbound.WithAttempt(outbound.WithEventID(ctx, ev.ID), attempt)
+		if c.Idempotent {
+			cctx = outbound.WithIdempotent(cctx)
+		}
 		res, err := e.call(cctx, r, params)
 		if err != nil {
 			return e.callError(ctx, c.Portal, c.Method, err)
+		}
+		if r.sync != nil && r.sync.write {
+			e.afterWrite(cctx, r, params, res)
+		}
+		if r.sync != nil && r.sync.read {
+			var done bool
+			if state, done, err = e.beforeDeliver(ctx, r, &ev, event, res); err != nil || done {
+				return err
+			}
 		}
 		enrichment = map[string]any{"portal": c.Portal, "method": c.Method, "result": res.Result}
 	}
@@ -201,6 +214,9 @@ func (e *Engine) handle(ctx context.Context, j *jobs.Job, attempt int) error {
 	_, err = e.deps.Delivery.Deliver(dctx, d.URL, secret, j.ID, body)
 	switch {
 	case err == nil:
+		if state != nil {
+			e.recordSeen(ctx, r, state)
+		}
 		return nil
 	case errors.Is(err, delivery.ErrGone):
 		rec := DisabledRoute{Route: r.cfg.Name, URL: d.URL, JobID: j.ID, EventID: ev.ID, Error: err.Error(), At: e.now()}
@@ -291,12 +307,13 @@ func marshal(v any) ([]byte, error) {
 	return bytes.TrimSuffix(b.Bytes(), []byte("\n")), nil
 }
 
-// call makes a route's Bitrix24 call: inside the portal's next batch
-// request, or alone when the portal has no batcher or the route says
-// call.batch: false.
+// call makes a route's Bitrix24 call: a read inside the portal's next
+// batch request; alone when the portal has no batcher, the route says
+// call.batch: false, or the method writes (a write keeps the client's
+// ambiguous-write handling, which a batch request cannot give it).
 func (e *Engine) call(ctx context.Context, r *route, params map[string]any) (*outbound.Result, error) {
 	c := r.cfg.Call
-	if bt := e.deps.Batchers[c.Portal]; bt != nil && (c.Batch == nil || *c.Batch) {
+	if bt := e.deps.Batchers[c.Portal]; bt != nil && (c.Batch == nil || *c.Batch) && !outbound.IsWrite(c.Method) {
 		return bt.Call(ctx, c.Method, params)
 	}
 	return e.deps.Portals[c.Portal].Call(ctx, c.Method, params)
