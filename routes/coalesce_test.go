@@ -91,3 +91,36 @@ func TestCoalesceLatest(t *testing.T) {
 		t.Errorf("crm.deal.get calls = %d; want 3", n)
 	}
 }
+
+// TestCallBatchFalse: a route that says call.batch: false calls alone even
+// when its portal has a batcher; the same route without it is batched.
+func TestCallBatchFalse(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		batch     bool
+		wantBatch bool
+	}{
+		{"batch: false", false, false},
+		{"default", true, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t)
+			if !tc.batch {
+				e.routes[0].Call.Batch = &tc.batch
+			}
+			e.batchers = map[string]*outbound.Batcher{"main": outbound.NewBatcher(e.portal, 300*time.Millisecond, 0)}
+			e.start()
+			for deal := 1; deal <= 6; deal++ {
+				e.publish("ONCRMDEALUPDATE", deal, "b-"+string(rune('a'+deal)), true)
+			}
+			eventually(t, 10*time.Second, "6 deliveries", func() bool { return len(e.platform.ok()) == 6 })
+			batches, alone := e.sim.Requests("batch"), e.sim.Requests("crm.deal.get")
+			if got := batches > 0; got != tc.wantBatch || batches+alone == 0 {
+				t.Errorf("batch requests %d, calls alone %d; want batched = %v", batches, alone, tc.wantBatch)
+			}
+			if !tc.wantBatch && alone != 6 {
+				t.Errorf("calls alone = %d; want 6", alone)
+			}
+		})
+	}
+}
