@@ -336,15 +336,19 @@ func New(ctx context.Context, js jetstream.JetStream, cfg Config, opts ...Option
 		Description: "hookgate lanes: per key, the head job and the jobs waiting behind it",
 		Storage:     jetstream.FileStorage,
 		Replicas:    cfg.Replicas,
+		// the marker of a key whose lane is done expires (markerTTL):
+		// keys that had work once do not pile up markers forever
+		LimitMarkerTTL: markerTTL,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("jobs: bucket %s: %w", cfg.LaneBucket, err)
 	}
 	q.parked, err = js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket:      cfg.ParkBucket,
-		Description: "hookgate jobs waiting behind their key's head",
-		Storage:     jetstream.FileStorage,
-		Replicas:    cfg.Replicas,
+		Bucket:         cfg.ParkBucket,
+		Description:    "hookgate jobs waiting behind their key's head",
+		Storage:        jetstream.FileStorage,
+		Replicas:       cfg.Replicas,
+		LimitMarkerTTL: markerTTL,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("jobs: bucket %s: %w", cfg.ParkBucket, err)

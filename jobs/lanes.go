@@ -46,6 +46,10 @@ type wake struct {
 // MaxFollowers jobs.
 var errLaneFull = errors.New("jobs: lane full")
 
+// markerTTL is how long the marker of a removed lane or parked body stays
+// in its bucket.
+const markerTTL = 10 * time.Minute
+
 // wakeGrace is how long a wake message whose lane is not (yet) visible is
 // kept: the wake is published just before the lane is created.
 const wakeGrace = 2 * opTimeout
@@ -382,7 +386,7 @@ func (q *Queue) pop(ctx context.Context, key string, l lane, rev uint64, n int) 
 		}
 		var err error
 		if next == nil {
-			err = q.lanes.Delete(ctx, key, jetstream.LastRevision(rev))
+			err = q.lanes.Purge(ctx, key, jetstream.LastRevision(rev), jetstream.PurgeTTL(markerTTL))
 			if err == nil {
 				q.unpark(ctx, done)
 				return lane{}, 0, true, nil
@@ -417,7 +421,7 @@ func (q *Queue) pop(ctx context.Context, key string, l lane, rev uint64, n int) 
 // leaves a stray body, not a wrong lane.
 func (q *Queue) unpark(ctx context.Context, ids []string) {
 	for _, id := range ids {
-		if err := q.parked.Purge(ctx, kvKey(id)); err != nil {
+		if err := q.parked.Purge(ctx, kvKey(id), jetstream.PurgeTTL(markerTTL)); err != nil {
 			q.log.Warn("remove parked job body", "job", id, "err", err)
 		}
 	}
