@@ -24,7 +24,8 @@ type lane struct {
 	ID        string    `json:"id"`
 	Key       string    `json:"key"`
 	Head      Job       `json:"head"`
-	Since     time.Time `json:"since"` // when the head became head
+	Since     time.Time `json:"since"`           // when the head became head
+	Queued    time.Time `json:"queued,omitzero"` // when the head was admitted
 	Attempt   int       `json:"attempt"`
 	NextAt    time.Time `json:"next_at,omitzero"`
 	FirstAt   time.Time `json:"first_at,omitzero"`
@@ -70,7 +71,7 @@ func (q *Queue) admit(ctx context.Context, j *Job) error {
 	for range 20 {
 		e, err := q.lanes.Get(ctx, key)
 		if errors.Is(err, jetstream.ErrKeyNotFound) {
-			l := lane{ID: hookgate.NewUUID(), Key: key, Head: *j, Since: q.now()}
+			l := lane{ID: hookgate.NewUUID(), Key: key, Head: *j, Since: q.now(), Queued: time.Now()}
 			b, err := json.Marshal(l)
 			if err != nil {
 				return err
@@ -319,15 +320,21 @@ func (q *Queue) group(ctx context.Context, l *lane) ([]Job, error) {
 }
 
 func (q *Queue) parkedJob(ctx context.Context, id string) (*Job, error) {
+	j, _, err := q.parkedEntry(ctx, id)
+	return j, err
+}
+
+// parkedEntry returns a parked job and when it was parked.
+func (q *Queue) parkedEntry(ctx context.Context, id string) (*Job, time.Time, error) {
 	e, err := q.parked.Get(ctx, kvKey(id))
 	if err != nil {
-		return nil, fmt.Errorf("parked job %q: %w", id, err)
+		return nil, time.Time{}, fmt.Errorf("parked job %q: %w", id, err)
 	}
 	var j Job
 	if err := json.Unmarshal(e.Value(), &j); err != nil {
-		return nil, fmt.Errorf("parked job %q: %w", id, err)
+		return nil, time.Time{}, fmt.Errorf("parked job %q: %w", id, err)
 	}
-	return &j, nil
+	return &j, e.Created(), nil
 }
 
 // mutate applies f to the lane and stores it, re-reading the lane when a
@@ -371,8 +378,9 @@ func (q *Queue) pop(ctx context.Context, key string, l lane, rev uint64, n int) 
 		done := slices.Clone(l.Followers[:min(n-1, len(l.Followers))])
 		rest := l.Followers[len(done):]
 		var next *Job
+		var queued time.Time
 		for len(rest) > 0 && next == nil {
-			j, err := q.parkedJob(ctx, rest[0])
+			j, at, err := q.parkedEntry(ctx, rest[0])
 			switch {
 			case errors.Is(err, jetstream.ErrKeyNotFound):
 				// Cannot happen: bodies are stored before their ids.
@@ -381,7 +389,7 @@ func (q *Queue) pop(ctx context.Context, key string, l lane, rev uint64, n int) 
 			case err != nil:
 				return l, rev, false, err
 			default:
-				next = j
+				next, queued = j, at
 			}
 		}
 		var err error
@@ -392,7 +400,7 @@ func (q *Queue) pop(ctx context.Context, key string, l lane, rev uint64, n int) 
 				return lane{}, 0, true, nil
 			}
 		} else {
-			c := lane{ID: l.ID, Key: l.Key, Head: *next, Since: q.now(), Followers: slices.Clone(rest[1:])}
+			c := lane{ID: l.ID, Key: l.Key, Head: *next, Since: q.now(), Queued: queued, Followers: slices.Clone(rest[1:])}
 			var b []byte
 			if b, err = json.Marshal(c); err != nil {
 				return l, rev, false, err
