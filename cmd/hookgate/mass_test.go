@@ -441,6 +441,9 @@ func p99(d []time.Duration) time.Duration {
 // running other suites (load average 20) they were measured to fail;
 // docs/performance.md has the figures of passing runs.
 func TestMassUpdate(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: three gateways route 30 000 events for minutes")
+	}
 	const deals, rounds = 2000, 5
 	var plain, bad *massRun
 	// The three runs go side by side whatever -parallel is: each has its
@@ -504,6 +507,9 @@ func TestMassUpdate(t *testing.T) {
 // order. Scaled down (2 000 events for 400 deals) to keep CI fast: the
 // stop comes once a third of them were delivered.
 func TestMassUpdateRestarts(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: two gateways route 4 000 events, restarted")
+	}
 	for _, sig := range []string{"SIGTERM", "SIGKILL"} {
 		t.Run(sig, func(t *testing.T) {
 			t.Parallel()
