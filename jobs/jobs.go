@@ -11,12 +11,13 @@
 //     stores it once;
 //
 //   - one durable pull consumer jobs-<partition> per partition with
-//     MaxAckPending 1: jobs of one partition (hence of one key) run one at
-//     a time in stream order, partitions run in parallel, and any number
-//     of gateway instances may share the consumers;
+//     MaxAckPending 1: the jobs of one partition (hence of one key) are
+//     admitted to their lanes (below) one at a time in stream order,
+//     partitions in parallel, and any number of gateway instances may
+//     share the consumers;
 //
-//   - KV bucket hookgate_jobs: the retry state of a job that failed at
-//     least once (attempts made, next_at, last error), keyed by job id;
+//   - KV bucket hookgate_jobs: the per-job retry state of the version
+//     before lanes; no longer written (Replay still clears an entry);
 //
 //   - KV bucket hookgate_dead: dead-lettered jobs, keyed by job id.
 //
