@@ -278,6 +278,9 @@ type Queue struct {
 	dead   jetstream.KeyValue
 	lanes  jetstream.KeyValue
 	parked jetstream.KeyValue
+	// legacy: the state bucket holds entries of the version before
+	// lanes; a job starting a lane takes its attempts and next_at over.
+	legacy bool
 }
 
 // New makes sure the jobs stream and the state and dead-letter buckets
@@ -310,6 +313,10 @@ func New(ctx context.Context, js jetstream.JetStream, cfg Config, opts ...Option
 	})
 	if err != nil {
 		return nil, fmt.Errorf("jobs: bucket %s: %w", cfg.StateBucket, err)
+	}
+	if st, err := q.state.Status(ctx); err == nil && st.Values() > 0 {
+		// jobs stored by the version before lanes may have a retry state
+		q.legacy = true
 	}
 	q.dead, err = js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
 		Bucket:      cfg.DeadBucket,

@@ -72,6 +72,7 @@ func (q *Queue) admit(ctx context.Context, j *Job) error {
 		e, err := q.lanes.Get(ctx, key)
 		if errors.Is(err, jetstream.ErrKeyNotFound) {
 			l := lane{ID: hookgate.NewUUID(), Key: key, Head: *j, Since: q.now(), Queued: time.Now()}
+			legacy := q.legacy && q.takeLegacyState(ctx, j, &l)
 			b, err := json.Marshal(l)
 			if err != nil {
 				return err
@@ -84,6 +85,11 @@ func (q *Queue) admit(ctx context.Context, j *Job) error {
 					continue // created meanwhile: park behind it
 				}
 				return fmt.Errorf("create lane: %w", err)
+			}
+			if legacy {
+				if err := q.state.Purge(ctx, kvKey(j.ID)); err != nil {
+					q.log.Warn("clear old job state", "job", j.ID, "err", err)
+				}
 			}
 			return nil
 		}
@@ -433,4 +439,29 @@ func (q *Queue) unpark(ctx context.Context, ids []string) {
 			q.log.Warn("remove parked job body", "job", id, "err", err)
 		}
 	}
+}
+
+// oldState is a job's retry state as the version before lanes kept it in
+// the state bucket.
+type oldState struct {
+	Attempt   int       `json:"attempt"`
+	NextAt    time.Time `json:"next_at"`
+	LastError string    `json:"last_error"`
+	FirstAt   time.Time `json:"first_at"`
+}
+
+// takeLegacyState copies a job's retry state from the version before lanes
+// into the new lane, so that an upgrade keeps its attempts and next_at;
+// it reports whether there was one.
+func (q *Queue) takeLegacyState(ctx context.Context, j *Job, l *lane) bool {
+	e, err := q.state.Get(ctx, kvKey(j.ID))
+	if err != nil {
+		return false
+	}
+	var st oldState
+	if json.Unmarshal(e.Value(), &st) != nil {
+		return true // unreadable: start over, and clear it
+	}
+	l.Attempt, l.NextAt, l.LastError, l.FirstAt = st.Attempt, st.NextAt, st.LastError, st.FirstAt
+	return true
 }

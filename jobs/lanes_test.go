@@ -2,6 +2,7 @@ package jobs
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"strconv"
 	"strings"
@@ -201,3 +202,38 @@ func TestCoalesce(t *testing.T) {
 
 // str is s as a JSON payload.
 func str(s string) []byte { return []byte(strconv.Quote(s)) }
+
+// TestLegacyRetryState: a job stored by the version before lanes, with
+// its retry state in the state bucket (attempt 1 made, next attempt an
+// hour away), keeps it: it is not run before the clock reaches next_at,
+// and then runs as attempt 2.
+func TestLegacyRetryState(t *testing.T) {
+	bus := openBus(t, t.TempDir())
+	defer bus.Close()
+	clk := &clock{}
+	ctx := context.Background()
+	// the old version's state, written before the queue starts
+	first := newQueue(t, bus.JetStream(), Config{Partitions: 1})
+	b, _ := json.Marshal(oldState{Attempt: 1, NextAt: clk.Now().Add(time.Hour), LastError: "portal down", FirstAt: clk.Now()})
+	if _, err := first.state.Put(ctx, kvKey("old-1"), b); err != nil {
+		t.Fatal(err)
+	}
+	var parked parkings
+	q := newQueue(t, bus.JetStream(), Config{Schedule: []time.Duration{time.Hour, time.Hour}, Partitions: 1, Recheck: 50 * time.Millisecond},
+		WithClock(clk.Now), WithObserver(Observer{Parked: parked.observe}))
+	var rec attempts
+	run(t, q, func(ctx context.Context, j *Job, attempt int) error { rec.add(ctx, j, attempt, clk.Now()); return nil })
+	enqueue(t, q, Job{ID: "old-1", Key: "k"})
+	parked.after(t, "old-1", clk.Now())
+	if n := len(rec.of("old-1")); n != 0 {
+		t.Fatalf("runs before next_at = %d; want 0", n)
+	}
+	clk.Advance(time.Hour)
+	eventually(t, 5*time.Second, "the retry", func() bool { return len(rec.of("old-1")) == 1 })
+	if c := rec.of("old-1")[0]; c.attempt != 2 {
+		t.Errorf("attempt = %d; want 2 (the old state's one, plus one)", c.attempt)
+	}
+	if _, err := q.state.Get(ctx, kvKey("old-1")); err == nil {
+		t.Error("the old state entry is still there")
+	}
+}
