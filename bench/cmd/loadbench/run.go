@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -26,10 +27,11 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	window := fs.Duration("d", 10*time.Second, "measured window")
 	maxN := fs.Int64("n", 2_000_000, "at most this many requests in the whole run")
 	timeout := fs.Duration("timeout", 10*time.Second, "per-request timeout")
-	pid := fs.String("pid", "", "server process id, for CPU and peak RSS")
+	pid := fs.String("pid", "", "server process id, for CPU and peak RSS; a comma-separated list sums the CPU of all (a gateway and its external bus), the peak RSS is the first's")
 	auxPid := fs.String("aux-pid", "", "another process whose CPU to report (ClickHouse)")
 	out := fs.String("out", "", "append the result as a JSON line to this file")
 	seqStart := fs.Uint64("seq", 0, "first sequence number (0: microseconds since the epoch, so that runs never repeat a delivery)")
+	fsyncFiles := fs.String("fsyncs", "", "comma-separated strace output files (strace -f -e trace=fsync,fdatasync -o FILE) of the server's processes: the fsync and fdatasync calls they record during the whole run, warm-up included, are counted")
 	if err := fs.Parse(args); err != nil {
 		return exitError(2)
 	}
@@ -57,6 +59,16 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		ReadBufferSize:      16 << 10,
 	}
 	defer hc.CloseIdleConnections()
+
+	var files []string
+	if *fsyncFiles != "" {
+		files = strings.Split(*fsyncFiles, ",")
+	}
+	fsync0, ferr := countFsyncs(files)
+	if ferr != nil {
+		return ferr
+	}
+	mainPid, _, _ := strings.Cut(*pid, ",")
 
 	var (
 		seq       atomic.Uint64
@@ -108,7 +120,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	aux0, _ := cpuSeconds(*auxPid)
 	gen0, _ := cpuSeconds("self")
 	rssScope := "scenario"
-	if *pid == "" || resetPeakRSS(*pid) != nil {
+	if *pid == "" || resetPeakRSS(mainPid) != nil {
 		rssScope = "process"
 	}
 	measuring.Store(true)
@@ -121,6 +133,12 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	gen1, _ := cpuSeconds("self")
 	stop.Store(true)
 	<-done // in-flight requests finish (bounded by -timeout)
+	// every answer is in: the fsyncs that released the 200s are written
+	// (strace prints a call before the traced thread goes on)
+	fsync1, ferr := countFsyncs(files)
+	if ferr != nil {
+		return ferr
+	}
 
 	r := &Result{Label: *label, Scenario: sc.name, Started: begin.UTC(), Conns: *conns, WindowS: elapsed, Status: map[string]int{}}
 	var lats []time.Duration
@@ -156,7 +174,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	if *pid != "" && cerr == nil {
 		r.ServerCPUPer10k = per10k(cpu1 - cpu0)
-		if kb, err := memKB(*pid, "VmHWM"); err == nil {
+		if kb, err := memKB(mainPid, "VmHWM"); err == nil {
 			r.PeakRSSMB = float64(kb) / 1024
 		}
 		r.PeakRSSScope = rssScope
@@ -165,8 +183,12 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		r.AuxCPUPer10k = per10k(aux1 - aux0)
 	}
 	r.GenCPUPer10k = per10k(gen1 - gen0)
-	fmt.Fprintf(stdout, "%-10s %-19s %8.0f req/s %8.0f accepted/s  p50 %6.2f ms  p99 %6.2f ms  p99.9 %6.2f ms  cpu %.2f s/10k  peak RSS %.0f MB  status %v  errors %d\n",
-		r.Label, r.Scenario, r.RPS, r.AcceptedRPS, r.P50ms, r.P99ms, r.P999ms, r.ServerCPUPer10k, r.PeakRSSMB, r.Status, r.Errors)
+	if files != nil {
+		r.Fsyncs = fsync1 - fsync0
+		r.FsyncsCounted = true
+	}
+	fmt.Fprintf(stdout, "%-10s %-19s %8.0f req/s %8.0f accepted/s  p50 %6.2f ms  p99 %6.2f ms  p99.9 %6.2f ms  cpu %.2f s/10k  peak RSS %.0f MB  status %v  errors %d%s\n",
+		r.Label, r.Scenario, r.RPS, r.AcceptedRPS, r.P50ms, r.P99ms, r.P999ms, r.ServerCPUPer10k, r.PeakRSSMB, r.Status, r.Errors, fsyncNote(r))
 	if *out != "" {
 		if err := appendResult(*out, r); err != nil {
 			return err
