@@ -10,24 +10,42 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // syncer is group commit over the embedded file store (bus.sync: group).
 // The embedded server runs without SyncAlways, so a stored message is
 // written to its block file (an R1 file stream writes in place, before its
 // PubAck: filestore.go writeMsgRecordLocked → flushPendingMsgsLocked) but
-// not fsynced. A Publish whose PubAck came asks the syncer for an fsync
-// and waits: the syncer takes every waiter registered so far, fsyncs the
-// stream's newest block files (and its directory when a block appeared),
-// then releases them. Waiters that arrive during an fsync share the next
-// one: one fsync covers every message acknowledged before it began.
+// not fsynced. The stream stores its messages one by one in sequence
+// order, so when the PubAck of sequence n has come, every message up to n
+// is in a block file.
+//
+// The syncer keeps acked, the highest sequence whose PubAck has come (the
+// jetstream client's ack callback and each Publish raise it), and runs
+// rounds: a round notes acked, then fsyncs the stream's newest block files
+// (and its directory when a block appeared); when it completes, every
+// message up to the noted sequence is on the disk (synced). A Publish
+// whose PubAck came with sequence n returns at once when synced ≥ n, waits
+// for the running round when that round noted n or more, and otherwise
+// for the next round. Rounds run back to back while PubAcks come: one
+// fsync covers every message acknowledged before it began, and it begins
+// as soon as the PubAck reaches the client, before the Publish that waits
+// for it has woken.
 type syncer struct {
-	dir     string // the stream's msgs directory
-	mu      sync.Mutex
-	waiters []chan error
-	kick    chan struct{}
-	quit    chan struct{}
-	done    chan struct{}
+	dir   string // the stream's msgs directory
+	acked atomic.Uint64
+	kick  chan struct{}
+	quit  chan struct{}
+	done  chan struct{}
+
+	mu     sync.Mutex
+	synced uint64 // every message up to this sequence is fsynced
+	cur    *round // the round in progress, or nil
+	next   *round // the round after cur, once someone waits for it
+
+	// sync fsyncs the blocks (s.syncBlocks; tests replace it)
+	sync func() error
 
 	hi    int      // highest block index seen at the last sync
 	last  *os.File // open block file hi
@@ -36,8 +54,24 @@ type syncer struct {
 	syncs atomic.Uint64 // fsync rounds, for tests and the bench note
 }
 
-func newSyncer(dir string) *syncer {
+// round is one fsync: seq is the acked sequence noted before it began;
+// done is closed when it completed, with err.
+type round struct {
+	seq  uint64
+	done chan struct{}
+	err  error
+}
+
+func newSyncer(dir string) *syncer { return startSyncer(dir, nil) }
+
+// startSyncer starts a syncer whose rounds call syncFn (nil: fsync the
+// blocks under dir).
+func startSyncer(dir string, syncFn func() error) *syncer {
 	s := &syncer{dir: dir, kick: make(chan struct{}, 1), quit: make(chan struct{}), done: make(chan struct{})}
+	s.sync = syncFn
+	if s.sync == nil {
+		s.sync = s.syncBlocks
+	}
 	go s.run()
 	return s
 }
@@ -52,19 +86,49 @@ func (s *syncer) stop() {
 	<-s.done
 }
 
-// wait returns once an fsync that began after the call has completed.
-func (s *syncer) wait(ctx context.Context) error {
-	ch := make(chan error, 1)
-	s.mu.Lock()
-	s.waiters = append(s.waiters, ch)
-	s.mu.Unlock()
+// ack records that the message with sequence seq is stored (its PubAck
+// came) and starts a round if none runs.
+func (s *syncer) ack(seq uint64) {
+	for {
+		a := s.acked.Load()
+		if seq <= a || s.acked.CompareAndSwap(a, seq) {
+			break
+		}
+	}
+	s.wake()
+}
+
+func (s *syncer) wake() {
 	select {
 	case s.kick <- struct{}{}:
 	default:
 	}
+}
+
+// wait returns once the message with sequence seq, whose PubAck came, is
+// covered by a completed fsync. seq 0 (not known) waits for an fsync that
+// began after the call.
+func (s *syncer) wait(ctx context.Context, seq uint64) error {
+	if seq != 0 {
+		s.ack(seq)
+	}
+	s.mu.Lock()
+	if seq != 0 && s.synced >= seq {
+		s.mu.Unlock()
+		return nil
+	}
+	r := s.cur
+	if seq == 0 || r == nil || r.seq < seq {
+		if s.next == nil {
+			s.next = &round{done: make(chan struct{})}
+		}
+		r = s.next
+	}
+	s.mu.Unlock()
+	s.wake()
 	select {
-	case err := <-ch:
-		return err
+	case <-r.done:
+		return r.err
 	case <-ctx.Done():
 		return ctx.Err()
 	case <-s.quit:
@@ -85,27 +149,64 @@ func (s *syncer) run() {
 		case <-s.quit:
 			return
 		}
-		s.mu.Lock()
-		w := s.waiters
-		s.waiters = nil
-		s.mu.Unlock()
-		if len(w) == 0 {
-			continue
-		}
-		err := s.sync()
-		s.syncs.Add(1)
-		for _, ch := range w {
-			ch <- err
+		for s.round() {
 		}
 	}
 }
+
+// round runs one fsync if a message acknowledged since the last one, or
+// a waiter of the next round, wants it; it reports whether it ran one.
+func (s *syncer) round() bool {
+	select {
+	case <-s.quit:
+		return false
+	default:
+	}
+	s.mu.Lock()
+	seq := s.acked.Load()
+	r := s.next
+	if r == nil && seq <= s.synced {
+		s.mu.Unlock()
+		return false
+	}
+	if r == nil {
+		r = &round{done: make(chan struct{})}
+	}
+	r.seq = seq
+	s.cur, s.next = r, nil
+	s.mu.Unlock()
+
+	err := s.sync()
+	s.syncs.Add(1)
+
+	s.mu.Lock()
+	if err == nil {
+		s.synced = max(s.synced, seq)
+	}
+	s.cur = nil
+	s.mu.Unlock()
+	r.err = err
+	close(r.done)
+	if err != nil {
+		// the waiters have their 503; the next ones try again
+		select {
+		case <-s.quit:
+		case <-time.After(syncRetryWait):
+		}
+		return false
+	}
+	return true
+}
+
+// syncRetryWait is the pause after a failed fsync before the next round.
+const syncRetryWait = 50 * time.Millisecond
 
 // sync fsyncs every block written since the last sync: the newest block
 // known then and any block created since, and the directory when blocks
 // were created. Blocks are numbered upwards: after the first round it
 // probes for the next numbers instead of listing the directory (which
 // holds a block per few MB of the stream's retention).
-func (s *syncer) sync() error {
+func (s *syncer) syncBlocks() error {
 	from := s.hi
 	if from == 0 || !exists(s.blockPath(from)) {
 		hi, err := s.newestBlock()
