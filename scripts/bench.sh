@@ -72,9 +72,10 @@ pids=()
 log() { printf '== %s\n' "$*" >&2; }
 
 # --- fsync counting ----------------------------------------------------------
-# traced CMD...: run CMD in the background, under strace when counting
-# (fsync and fdatasync calls of all its threads, one line each, into
-# $work/fsync-$trace_label.txt); sets bg_pid to the process itself (not
+# trace_label=L trace_exe=BIN traced CMD...: run CMD (which ends up
+# executing BIN: through env or taskset) in the background, under strace
+# when counting (fsync and fdatasync calls of all its threads, one line
+# each, into $work/fsync-L.txt); sets bg_pid to the process itself (not
 # strace) and appends to pids what cleanup must stop.
 strace_on=0
 case ${BENCH_STRACE:-auto} in
@@ -93,15 +94,22 @@ traced() {
   if [ "$strace_on" = 1 ]; then
     : >"$work/fsync-$trace_label.txt"
     strace -f --seccomp-bpf -qq -e trace=fsync,fdatasync -e signal=none -o "$work/fsync-$trace_label.txt" "$@" &
-    local spid=$! i
+    local spid=$! i p want
+    pids+=("$spid")
+    # the process is strace's child once it runs trace_exe (strace forks
+    # short-lived children of its own while it starts)
+    want=$(readlink -f "$trace_exe")
     bg_pid=""
-    for i in $(seq 1 100); do
-      bg_pid=$(pgrep -P "$spid" | head -n1 || true)
+    for i in $(seq 1 200); do
+      for p in $(pgrep -P "$spid" || true); do
+        [ "$(readlink -f "/proc/$p/exe" 2>/dev/null)" = "$want" ] && bg_pid=$p
+      done
       [ -n "$bg_pid" ] && break
+      kill -0 "$spid" 2>/dev/null || break
       sleep 0.05
     done
-    [ -n "$bg_pid" ] || { echo "strace did not start $1" >&2; exit 1; }
-    pids+=("$spid" "$bg_pid")
+    [ -n "$bg_pid" ] || { echo "strace did not start $trace_exe" >&2; exit 1; }
+    pids+=("$bg_pid")
   else
     "$@" &
     bg_pid=$!
@@ -237,7 +245,7 @@ sources:
     event: contact.changed
 EOF
   log "starting $label on 127.0.0.1:$gw_port (bus ${url:-$gw_bus, sync $gsync}, history database $db${gw_env:+, env $gw_env})"
-  trace_label=$label traced "${pin_server[@]}" env ${gw_env:-} "$bin" serve --config "$work/$label.yaml" >"$work/$label.log" 2>&1
+  trace_label=$label trace_exe=$bin traced "${pin_server[@]}" env ${gw_env:-} "$bin" serve --config "$work/$label.yaml" >"$work/$label.log" 2>&1
   gw_pid=$bg_pid
   wait_port "$gw_port" "$label"
   for i in $(seq 1 100); do
@@ -295,7 +303,7 @@ cluster {
 }
 EOF
     log "starting nats-server r3-$i on 127.0.0.1:${ports[$i]} (cluster r3)"
-    trace_label=r3-$i traced "${pin_server[@]}" "$natsbin" -c "$work/r3-$i.conf" >"$work/r3-$i.log" 2>&1
+    trace_label=r3-$i trace_exe=$natsbin traced "${pin_server[@]}" "$natsbin" -c "$work/r3-$i.conf" >"$work/r3-$i.log" 2>&1
     r3_pids="$r3_pids,$bg_pid"
   done
   for i in 0 1 2; do
@@ -368,18 +376,20 @@ wait_port "$yport" yardstick
 # --- runs --------------------------------------------------------------------
 # Per scenario: the yardstick, then hookgate, back to back, so that each
 # ratio is taken from one minute of the same machine; in the bitrix24
-# scenario the durability levels follow.
+# scenario the durability levels too.
 results=$work/results.jsonl
 bench_one() { # label url pid scenario [extra flags]
   local label=$1 url=$2 pid=$3 sc=$4; shift 4
   "${pin_other[@]}" timeout 120 "$lb" run -url "$url" -scenario "$sc" -label "$label" -pid "$pid" \
     -c "$conns" -d "$duration" -warmup "$warmup" -out "$results" "$@"
 }
-for round in $(seq 1 "$repeat"); do
-  for sc in $scenarios; do
-    if [ "$round" -gt 1 ] && [ "$sc" != bitrix24 ]; then continue; fi
-    bench_one yardstick "http://127.0.0.1:$yport" "$ypid" "$sc"
-    perfpid=""; cpupid=""
+# run_server LABEL SCENARIO ROUND: one run of one gateway (hookgate with
+# the profilers of BENCH_PERF and BENCH_PPROF in the profiled scenario's
+# first round)
+run_server() {
+  local label=$1 sc=$2 round=$3 perfpid="" cpupid="" p
+  case $label in
+  hookgate)
     if [ "$sc" = "${BENCH_PROFILE_SCENARIO:-bitrix24}" ] && [ "$round" = 1 ]; then
       if [ "${BENCH_PERF:-}" = 1 ] && command -v perf >/dev/null; then
         perf record -q -F 499 -g -p "$hpid" -o "$work/perf-hookgate.data" -- sleep 12 >/dev/null 2>&1 &
@@ -398,21 +408,39 @@ for round in $(seq 1 "$repeat"); do
     if [ -n "$perfpid" ]; then
       wait "$perfpid" || true
       perf report -i "$work/perf-hookgate.data" --no-children --sort symbol -g none --stdio 2>/dev/null | grep -v '^$' | head -80 >"$work/perf-hookgate.txt" || true
-    fi
-    if [ -n "${BENCH_BASELINE:-}" ]; then
-      bench_one baseline "http://127.0.0.1:$bport" "$bpid" "$sc" -aux-pid "$chpid" $(fsync_files baseline)
-    fi
+    fi ;;
+  baseline)
+    bench_one baseline "http://127.0.0.1:$bport" "$bpid" "$sc" -aux-pid "$chpid" $(fsync_files baseline) ;;
+  r3)
+    bench_one r3 "http://127.0.0.1:${lv_port[r3]}" "${lv_pid[r3]}" "$sc" -aux-pid "$chpid" $(fsync_files r3 r3-0 r3-1 r3-2) ;;
+  *)
+    bench_one "$label" "http://127.0.0.1:${lv_port[$label]}" "${lv_pid[$label]}" "$sc" -aux-pid "$chpid" $(fsync_files "$label") ;;
+  esac
+}
+# The order after the yardstick: hookgate, the baseline, the levels (in
+# the bitrix24 scenario); from round to round it rotates by one, so that
+# no server always runs first or last after the yardstick.
+servers=(hookgate)
+[ -z "${BENCH_BASELINE:-}" ] || servers+=(baseline)
+for round in $(seq 1 "$repeat"); do
+  for sc in $scenarios; do
+    if [ "$round" -gt 1 ] && [ "$sc" != bitrix24 ]; then continue; fi
+    order=("${servers[@]}")
     if [ "$sc" = bitrix24 ]; then
-      for lv in $levels; do
-        if [ "$lv" = r3 ]; then fl=$(fsync_files r3 r3-0 r3-1 r3-2); else fl=$(fsync_files "$lv"); fi
-        bench_one "$lv" "http://127.0.0.1:${lv_port[$lv]}" "${lv_pid[$lv]}" "$sc" -aux-pid "$chpid" $fl
-      done
+      # shellcheck disable=SC2206
+      order+=($levels)
+      k=$(((round - 1) % ${#order[@]}))
+      order=("${order[@]:k}" "${order[@]:0:k}")
     fi
+    bench_one yardstick "http://127.0.0.1:$yport" "$ypid" "$sc"
+    for label in "${order[@]}"; do
+      run_server "$label" "$sc" "$round"
+    done
   done
 done
 
 echo
-echo "hookgate vs yardstick: $conns connections, ${duration} measured after ${warmup} warm-up, hookgate with bus.sync=$sync${levels:+, then the levels $levels in bitrix24 (r3: three nats-servers, R3 streams)}, $(nproc) cores, load average now $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "hookgate vs yardstick: $conns connections, ${duration} measured after ${warmup} warm-up, hookgate with bus.sync=$sync${levels:+, and the levels $levels in bitrix24 (r3: three nats-servers, R3 streams; the order after the yardstick rotates each round)}, $(nproc) cores, load average now $(cut -d' ' -f1-3 /proc/loadavg)"
 "$lb" report -results "$results"
 echo
 "$lb" report -results "$results" -md >"$work/results.txt"
