@@ -116,20 +116,7 @@ func Open(ctx context.Context, cfg config.Bus, dataDir string, opts ...Option) (
 		return nil, fmt.Errorf("events: connect %s: %w", url, err)
 	}
 	b.nc = nc
-	var jopts []jetstream.JetStreamOpt
-	if b.srv != nil && cfg.Sync == "group" {
-		b.sy = newSyncer(filepath.Join(dataDir, "jetstream", server.JetStreamStoreDir, server.DEFAULT_GLOBAL_ACCOUNT, "streams", cfg.Stream, "msgs"))
-		// a PubAck starts the fsync that covers it at once, before the
-		// Publish waiting for it has woken (only the inbound stream's
-		// sequences: the jobs and KV streams count their own)
-		sy, stream := b.sy, cfg.Stream
-		jopts = append(jopts, jetstream.WithPublishAsyncAckHandler(func(_ jetstream.JetStream, _ *nats.Msg, pa *jetstream.PubAck) {
-			if pa != nil && pa.Stream == stream {
-				sy.ack(pa.Sequence)
-			}
-		}))
-	}
-	js, err := newJetStream(nc, jopts...)
+	js, err := newJetStream(nc)
 	if err != nil {
 		b.Close()
 		return nil, fmt.Errorf("events: jetstream: %w", err)
@@ -138,6 +125,9 @@ func Open(ctx context.Context, cfg config.Bus, dataDir string, opts ...Option) (
 	if err := b.ensureStream(ctx, cfg); err != nil {
 		b.Close()
 		return nil, err
+	}
+	if b.srv != nil && cfg.Sync == "group" {
+		b.sy = newSyncer(filepath.Join(dataDir, "jetstream", server.JetStreamStoreDir, server.DEFAULT_GLOBAL_ACCOUNT, "streams", cfg.Stream, "msgs"))
 	}
 	return b, nil
 }
@@ -249,10 +239,10 @@ const (
 	ackTimeout = 30 * time.Second
 )
 
-func newJetStream(nc *nats.Conn, opts ...jetstream.JetStreamOpt) (jetstream.JetStream, error) {
-	return jetstream.New(nc, append([]jetstream.JetStreamOpt{
+func newJetStream(nc *nats.Conn) (jetstream.JetStream, error) {
+	return jetstream.New(nc,
 		jetstream.WithPublishAsyncMaxPending(maxPendingAcks),
-		jetstream.WithPublishAsyncTimeout(ackTimeout)}, opts...)...)
+		jetstream.WithPublishAsyncTimeout(ackTimeout))
 }
 
 // Publish stores data on subject with Nats-Msg-Id msgID and waits for
@@ -290,13 +280,7 @@ func (b *Bus) Publish(ctx context.Context, subject, msgID string, data []byte) (
 	select {
 	case ack := <-f.Ok():
 		if b.sy != nil {
-			// the PubAck's sequence says which fsync covers the message
-			// (a duplicate's is its first copy's); 0: an fsync begun now
-			var seq uint64
-			if ack != nil && ack.Stream == b.stream {
-				seq = ack.Sequence
-			}
-			if err := b.sy.wait(ctx, seq); err != nil {
+			if err := b.sy.wait(ctx); err != nil {
 				return false, fmt.Errorf("%w: publish %s: %v", ErrUnavailable, subject, err)
 			}
 		}

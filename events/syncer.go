@@ -17,32 +17,21 @@ import (
 // The embedded server runs without SyncAlways, so a stored message is
 // written to its block file (an R1 file stream writes in place, before its
 // PubAck: filestore.go writeMsgRecordLocked → flushPendingMsgsLocked) but
-// not fsynced. The stream stores its messages one by one in sequence
-// order, so when the PubAck of sequence n has come, every message up to n
-// is in a block file.
-//
-// The syncer keeps acked, the highest sequence whose PubAck has come (the
-// jetstream client's ack callback and each Publish raise it), and runs
-// rounds: a round notes acked, then fsyncs the stream's newest block files
-// (and its directory when a block appeared); when it completes, every
-// message up to the noted sequence is on the disk (synced). A Publish
-// whose PubAck came with sequence n returns at once when synced ≥ n, waits
-// for the running round when that round noted n or more, and otherwise
-// for the next round. Rounds run back to back while PubAcks come: one
-// fsync covers every message acknowledged before it began, and it begins
-// as soon as the PubAck reaches the client, before the Publish that waits
-// for it has woken.
+// not fsynced. A Publish whose PubAck came asks the syncer for an fsync
+// and waits: it joins the next round, the syncer takes the round with
+// every waiter registered so far, fsyncs the stream's newest block files
+// (and its directory when a block appeared), then releases them all at
+// once (one channel closed). Waiters that arrive during an fsync join the
+// round after it: one fsync covers every message acknowledged before it
+// began.
 type syncer struct {
-	dir   string // the stream's msgs directory
-	acked atomic.Uint64
-	kick  chan struct{}
-	quit  chan struct{}
-	done  chan struct{}
+	dir  string // the stream's msgs directory
+	kick chan struct{}
+	quit chan struct{}
+	done chan struct{}
 
-	mu     sync.Mutex
-	synced uint64 // every message up to this sequence is fsynced
-	cur    *round // the round in progress, or nil
-	next   *round // the round after cur, once someone waits for it
+	mu   sync.Mutex
+	next *round // the round the next fsync serves, once someone waits
 
 	// sync fsyncs the blocks (s.syncBlocks; tests replace it)
 	sync func() error
@@ -54,12 +43,12 @@ type syncer struct {
 	syncs atomic.Uint64 // fsync rounds, for tests and the bench note
 }
 
-// round is one fsync: seq is the acked sequence noted before it began;
-// done is closed when it completed, with err.
+// round is one fsync and its waiters: done is closed when it completed,
+// with err.
 type round struct {
-	seq  uint64
-	done chan struct{}
-	err  error
+	done    chan struct{}
+	err     error
+	waiters int // for tests
 }
 
 func newSyncer(dir string) *syncer { return startSyncer(dir, nil) }
@@ -86,46 +75,20 @@ func (s *syncer) stop() {
 	<-s.done
 }
 
-// ack records that the message with sequence seq is stored (its PubAck
-// came) and starts a round if none runs.
-func (s *syncer) ack(seq uint64) {
-	for {
-		a := s.acked.Load()
-		if seq <= a || s.acked.CompareAndSwap(a, seq) {
-			break
-		}
+// wait returns once an fsync that began after the call has completed.
+func (s *syncer) wait(ctx context.Context) error {
+	s.mu.Lock()
+	r := s.next
+	if r == nil {
+		r = &round{done: make(chan struct{})}
+		s.next = r
 	}
-	s.wake()
-}
-
-func (s *syncer) wake() {
+	r.waiters++
+	s.mu.Unlock()
 	select {
 	case s.kick <- struct{}{}:
 	default:
 	}
-}
-
-// wait returns once the message with sequence seq, whose PubAck came, is
-// covered by a completed fsync. seq 0 (not known) waits for an fsync that
-// began after the call.
-func (s *syncer) wait(ctx context.Context, seq uint64) error {
-	if seq != 0 {
-		s.ack(seq)
-	}
-	s.mu.Lock()
-	if seq != 0 && s.synced >= seq {
-		s.mu.Unlock()
-		return nil
-	}
-	r := s.cur
-	if seq == 0 || r == nil || r.seq < seq {
-		if s.next == nil {
-			s.next = &round{done: make(chan struct{})}
-		}
-		r = s.next
-	}
-	s.mu.Unlock()
-	s.wake()
 	select {
 	case <-r.done:
 		return r.err
@@ -154,8 +117,8 @@ func (s *syncer) run() {
 	}
 }
 
-// round runs one fsync if a message acknowledged since the last one, or
-// a waiter of the next round, wants it; it reports whether it ran one.
+// round runs one fsync for the waiters registered so far, if any; it
+// reports whether it ran one that succeeded.
 func (s *syncer) round() bool {
 	select {
 	case <-s.quit:
@@ -163,28 +126,14 @@ func (s *syncer) round() bool {
 	default:
 	}
 	s.mu.Lock()
-	seq := s.acked.Load()
 	r := s.next
-	if r == nil && seq <= s.synced {
-		s.mu.Unlock()
+	s.next = nil
+	s.mu.Unlock()
+	if r == nil {
 		return false
 	}
-	if r == nil {
-		r = &round{done: make(chan struct{})}
-	}
-	r.seq = seq
-	s.cur, s.next = r, nil
-	s.mu.Unlock()
-
 	err := s.sync()
 	s.syncs.Add(1)
-
-	s.mu.Lock()
-	if err == nil {
-		s.synced = max(s.synced, seq)
-	}
-	s.cur = nil
-	s.mu.Unlock()
 	r.err = err
 	close(r.done)
 	if err != nil {

@@ -3,15 +3,8 @@ package events
 import (
 	"context"
 	"errors"
-	"fmt"
-	"strconv"
 	"testing"
 	"time"
-
-	"github.com/nats-io/nats.go/jetstream"
-
-	"github.com/hookgate/hookgate/config"
-	"github.com/hookgate/hookgate/internal/testenv"
 )
 
 // stubSync is a syncer's fsync under the test's control: each round
@@ -19,15 +12,34 @@ import (
 type stubSync struct {
 	started chan struct{}
 	result  chan error
+	end     chan struct{} // closed when the test is over: rounds fail at once
 }
 
-func newStub() *stubSync {
-	return &stubSync{started: make(chan struct{}), result: make(chan error)}
+// startStubbed starts a syncer on a stub; at the test's end the stub's
+// rounds fail at once and the syncer stops, so that a test that fails
+// midway does not hang.
+func startStubbed(t *testing.T) (*syncer, *stubSync) {
+	st := &stubSync{started: make(chan struct{}), result: make(chan error), end: make(chan struct{})}
+	s := startSyncer(t.TempDir(), st.sync)
+	t.Cleanup(func() {
+		close(st.end)
+		s.stop()
+	})
+	return s, st
 }
 
 func (st *stubSync) sync() error {
-	st.started <- struct{}{}
-	return <-st.result
+	select {
+	case st.started <- struct{}{}:
+	case <-st.end:
+		return errors.New("test over")
+	}
+	select {
+	case err := <-st.result:
+		return err
+	case <-st.end:
+		return errors.New("test over")
+	}
 }
 
 // roundStarted waits for the syncer's next round to begin.
@@ -40,9 +52,9 @@ func (st *stubSync) roundStarted(t *testing.T) {
 	}
 }
 
-func waitAsync(s *syncer, ctx context.Context, seq uint64) chan error {
+func waitAsync(s *syncer, ctx context.Context) chan error {
 	ch := make(chan error, 1)
-	go func() { ch <- s.wait(ctx, seq) }()
+	go func() { ch <- s.wait(ctx) }()
 	return ch
 }
 
@@ -67,130 +79,91 @@ func doneWith(t *testing.T, ch chan error, what string, want error) {
 	}
 }
 
+// registered waits until n waiters have joined the syncer's next round.
+func registered(t *testing.T, s *syncer, n int) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		s.mu.Lock()
+		ok := s.next != nil && s.next.waiters == n
+		s.mu.Unlock()
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d waiters never joined the next round", n)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
 // TestSyncerCovers checks group commit's rule: a waiter returns only after
-// a round that noted its sequence (began after its PubAck) completed; a
-// round that began before it does not release it; a failed round answers
-// its waiters with the error and covers nothing; a covered sequence
-// returns at once; sequence 0 waits for a round begun after the call.
+// an fsync that began after it asked completed; the fsync running when it
+// asked does not release it; every waiter of a round is released by it; a
+// failed fsync answers its waiters with the error, and the next waiters
+// get a new fsync.
 func TestSyncerCovers(t *testing.T) {
-	st := newStub()
-	s := startSyncer(t.TempDir(), st.sync)
-	defer s.stop()
+	s, st := startStubbed(t)
 	ctx := context.Background()
 
-	// seq 3: its PubAck starts round 1, which notes 3
-	a := waitAsync(s, ctx, 3)
-	st.roundStarted(t)
-	// seq 5 is acknowledged while round 1 runs: round 1 does not cover it
-	b := waitAsync(s, ctx, 5)
-	notDone(t, a, "wait(3) during its round")
+	a := waitAsync(s, ctx)
+	st.roundStarted(t) // round 1, for a
+	// b and c ask while round 1 runs: round 1 began before them
+	b := waitAsync(s, ctx)
+	c := waitAsync(s, ctx)
+	registered(t, s, 2)
+	notDone(t, a, "wait (a) during its fsync")
 	st.result <- nil
-	doneWith(t, a, "wait(3)", nil)
-	st.roundStarted(t) // round 2, for 5
-	notDone(t, b, "wait(5) after the round that began before its PubAck")
-	// round 2 fails: its waiter is told, nothing more is covered
+	doneWith(t, a, "wait (a)", nil)
+	st.roundStarted(t) // round 2, for b and c together
+	notDone(t, b, "wait (b) after the fsync that began before it")
+	notDone(t, c, "wait (c) after the fsync that began before it")
+	// round 2 fails: both are told
 	disk := errors.New("disk on fire")
 	st.result <- disk
-	doneWith(t, b, "wait(5) after a failed fsync", disk)
-	s.mu.Lock()
-	synced := s.synced
-	s.mu.Unlock()
-	if synced != 3 {
-		t.Fatalf("synced = %d after a failed round; want 3", synced)
-	}
+	doneWith(t, b, "wait (b) after a failed fsync", disk)
+	doneWith(t, c, "wait (c) after a failed fsync", disk)
 
-	// covered: at once, no round
-	doneWith(t, waitAsync(s, ctx, 2), "wait(2), covered", nil)
-	doneWith(t, waitAsync(s, ctx, 3), "wait(3), covered", nil)
-
-	// 4 is acknowledged (5 was): the next round covers both
-	c := waitAsync(s, ctx, 4)
+	// after a failure the next waiter gets an fsync of its own
+	d := waitAsync(s, ctx)
 	st.roundStarted(t)
-	notDone(t, c, "wait(4) during its round")
+	notDone(t, d, "wait (d) during its fsync")
 	st.result <- nil
-	doneWith(t, c, "wait(4)", nil)
-
-	// sequence 0 (unknown): a round that began after the call, even
-	// though everything acknowledged is covered
-	d := waitAsync(s, ctx, 0)
-	st.roundStarted(t)
-	notDone(t, d, "wait(0) during its round")
-	st.result <- nil
-	doneWith(t, d, "wait(0)", nil)
+	doneWith(t, d, "wait (d)", nil)
 
 	// a waiter whose context ends gets its context's error
 	cctx, cancel := context.WithCancel(ctx)
-	e := waitAsync(s, cctx, 9)
+	e := waitAsync(s, cctx)
 	st.roundStarted(t)
 	cancel()
-	doneWith(t, e, "wait(9) with its context cancelled", context.Canceled)
+	doneWith(t, e, "wait (e) with its context cancelled", context.Canceled)
 	st.result <- nil
 	s.stop() // the round has counted itself
-	if s.syncs.Load() != 5 {
-		t.Errorf("%d rounds; want 5", s.syncs.Load())
+	if s.syncs.Load() != 4 {
+		t.Errorf("%d fsync rounds; want 4 (a, b+c, d, e)", s.syncs.Load())
 	}
 }
 
 // TestSyncerStopReleasesWaiters: a waiter is answered when the bus closes
 // while its fsync has not come.
 func TestSyncerStopReleasesWaiters(t *testing.T) {
-	st := newStub()
-	s := startSyncer(t.TempDir(), st.sync)
-	a := waitAsync(s, context.Background(), 1)
+	s, st := startStubbed(t)
+	a := waitAsync(s, context.Background())
 	st.roundStarted(t)
 	go func() { st.result <- nil }()
-	doneWith(t, a, "wait(1)", nil)
-	b := waitAsync(s, context.Background(), 2)
+	doneWith(t, a, "wait (a)", nil)
+	b := waitAsync(s, context.Background())
 	st.roundStarted(t)
 	stopped := make(chan struct{})
 	go func() { s.stop(); close(stopped) }()
 	select {
 	case err := <-b:
 		if err == nil {
-			t.Fatal("wait(2) returned nil while its fsync never completed")
+			t.Fatal("wait (b) returned nil while its fsync never completed")
 		}
 	case <-time.After(5 * time.Second):
-		t.Fatal("wait(2) not released by stop")
+		t.Fatal("wait (b) not released by stop")
 	}
 	st.result <- errors.New("stopped")
 	<-stopped
-}
-
-// TestSyncerCountsInboundSequences: the PubAck callback raises the
-// syncer's sequence only for the inbound stream. A jobs or KV stream's
-// sequence (ahead of the inbound one) would let a waiter through
-// without the fsync that covers its event.
-func TestSyncerCountsInboundSequences(t *testing.T) {
-	cfg := config.Default().Bus
-	cfg.Sync = "group"
-	cfg.Listen = fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
-	b, err := Open(context.Background(), cfg, t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if _, err := b.js.CreateStream(ctx, jetstream.StreamConfig{Name: "OTHER", Subjects: []string{"other.>"}}); err != nil {
-		t.Fatal(err)
-	}
-	var last jetstream.PubAckFuture
-	for i := range 50 {
-		if last, err = b.js.PublishAsync("other.x", []byte(strconv.Itoa(i))); err != nil {
-			t.Fatal(err)
-		}
-	}
-	select {
-	case <-last.Ok():
-	case err := <-last.Err():
-		t.Fatal(err)
-	case <-ctx.Done():
-		t.Fatal("no PubAck from OTHER")
-	}
-	if _, err := b.Publish(ctx, "hookgate.in.b24.PROBE", "probe-1", []byte(`{}`)); err != nil {
-		t.Fatal(err)
-	}
-	if got := b.sy.acked.Load(); got != 1 {
-		t.Errorf("syncer's acknowledged sequence = %d after 50 messages to OTHER and 1 to %s; want 1", got, cfg.Stream)
-	}
 }
