@@ -10,7 +10,7 @@
 # stream and every answer has its row in ClickHouse, with an empty spool.
 # It stops what it started, whatever happens.
 #
-#   scripts/bench.sh                      all scenarios, ~4 minutes
+#   scripts/bench.sh                      all scenarios and the levels, ~5½ minutes
 #   BENCH_SCENARIOS="bitrix24" scripts/bench.sh
 #
 # In the bitrix24 scenario it also measures the durability levels side by
