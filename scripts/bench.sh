@@ -27,7 +27,8 @@
 # (bus.sync of "hookgate": group, the default | interval | always),
 # BENCH_LEVELS (the other levels run in the bitrix24 scenario, default
 # "interval always r3"; "" for none; also "group" when BENCH_SYNC is
-# another), BENCH_STRACE (auto, the default: count fsyncs when strace can
+# another, and "r3-always": a second cluster whose servers have
+# sync_interval: always), BENCH_STRACE (auto, the default: count fsyncs when strace can
 # trace with --seccomp-bpf | 1: must | 0: never; the seccomp filter stops
 # a process only at fsync and fdatasync, so the figures stay figures: the
 # cost is one ptrace stop per fsync), BENCH_REPEAT (rounds of the bitrix24
@@ -55,8 +56,8 @@ repeat=${BENCH_REPEAT:-1}
 levels=${BENCH_LEVELS-"interval always r3"}
 for lv in $levels; do
   case $lv in
-  interval | always | group | r3) ;;
-  *) echo "BENCH_LEVELS: unknown level $lv (want interval, always, group, r3)" >&2; exit 2 ;;
+  interval | always | group | r3 | r3-always) ;;
+  *) echo "BENCH_LEVELS: unknown level $lv (want interval, always, group, r3, r3-always)" >&2; exit 2 ;;
   esac
   [ "$lv" != "$sync" ] || { echo "BENCH_LEVELS: $lv is hookgate's own bus.sync (BENCH_SYNC)" >&2; exit 2; }
 done
@@ -271,12 +272,13 @@ nats_server_bin() {
   echo "$bin"
 }
 
-# start_cluster: three nats-servers with JetStream on loopback, one cluster,
-# each with its own store and the server's defaults (sync_interval 2 min:
-# a cluster deployed without tuning); waits until each one's /healthz says
-# its JetStream is current; sets r3_url and r3_pids (",pid,pid,pid").
+# start_cluster NAME [SYNC]: three nats-servers NAME-0..2 with JetStream on
+# loopback, one cluster, each with its own store and the server's defaults
+# (sync_interval 2 min: a cluster deployed without tuning), or
+# sync_interval SYNC; waits until each one's /healthz says its JetStream is
+# current; sets r3_url and r3_pids (",pid,pid,pid").
 start_cluster() {
-  local natsbin i j ports=() cports=() mports=() routes="" urls=""
+  local name=$1 syncopt=${2:+  sync_interval: $2} natsbin i j ports=() cports=() mports=() routes="" urls=""
   natsbin=$(nats_server_bin)
   for i in 0 1 2; do
     ports+=("$(free_port)"); cports+=("$(free_port)"); mports+=("$(free_port)")
@@ -287,32 +289,33 @@ start_cluster() {
   done
   r3_pids=""
   for i in 0 1 2; do
-    cat >"$work/r3-$i.conf" <<EOF
-server_name: r3-$i
+    cat >"$work/$name-$i.conf" <<EOF
+server_name: $name-$i
 listen: 127.0.0.1:${ports[$i]}
 http: 127.0.0.1:${mports[$i]}
 max_payload: 8MB
 jetstream {
-  store_dir: "$work/r3-$i"
+  store_dir: "$work/$name-$i"
   max_memory_store: 256MB
+$syncopt
 }
 cluster {
-  name: r3
+  name: $name
   listen: 127.0.0.1:${cports[$i]}
   routes: [$routes]
 }
 EOF
-    log "starting nats-server r3-$i on 127.0.0.1:${ports[$i]} (cluster r3)"
-    trace_label=r3-$i trace_exe=$natsbin traced "${pin_server[@]}" "$natsbin" -c "$work/r3-$i.conf" >"$work/r3-$i.log" 2>&1
+    log "starting nats-server $name-$i on 127.0.0.1:${ports[$i]} (cluster $name${2:+, sync_interval $2})"
+    trace_label=$name-$i trace_exe=$natsbin traced "${pin_server[@]}" "$natsbin" -c "$work/$name-$i.conf" >"$work/$name-$i.log" 2>&1
     r3_pids="$r3_pids,$bg_pid"
   done
   for i in 0 1 2; do
-    wait_port "${ports[$i]}" "nats-server r3-$i"
+    wait_port "${ports[$i]}" "nats-server $name-$i"
   done
   for i in 0 1 2; do
     for j in $(seq 1 300); do
       curl -fsS "http://127.0.0.1:${mports[$i]}/healthz" >/dev/null 2>&1 && break
-      [ "$j" -lt 300 ] || { echo "nats-server r3-$i: JetStream not healthy after 60 s" >&2; exit 1; }
+      [ "$j" -lt 300 ] || { echo "nats-server $name-$i: JetStream not healthy after 60 s" >&2; exit 1; }
       sleep 0.2
     done
   done
@@ -353,10 +356,11 @@ fi
 # the durability levels, each its own gateway (and cluster)
 declare -A lv_port lv_bus lv_pid
 for lv in $levels; do
-  if [ "$lv" = r3 ]; then
-    start_cluster
-    start_gateway r3 "$work/bin/hookgate" hookgate_r3 "" "$r3_url"
-    lv_pid[r3]=$gw_pid$r3_pids # CPU: the gateway and its three servers
+  if [ "$lv" = r3 ] || [ "$lv" = r3-always ]; then
+    # r3-always: the servers fsync every message (sync_interval: always)
+    if [ "$lv" = r3-always ]; then start_cluster "$lv" always; else start_cluster "$lv"; fi
+    start_gateway "$lv" "$work/bin/hookgate" "hookgate_${lv//-/_}" "" "$r3_url"
+    lv_pid[$lv]=$gw_pid$r3_pids # CPU: the gateway and its three servers
   else
     start_gateway "$lv" "$work/bin/hookgate" "hookgate_$lv" "$lv"
     lv_pid[$lv]=$gw_pid
@@ -411,8 +415,8 @@ run_server() {
     fi ;;
   baseline)
     bench_one baseline "http://127.0.0.1:$bport" "$bpid" "$sc" -aux-pid "$chpid" $(fsync_files baseline) ;;
-  r3)
-    bench_one r3 "http://127.0.0.1:${lv_port[r3]}" "${lv_pid[r3]}" "$sc" -aux-pid "$chpid" $(fsync_files r3 r3-0 r3-1 r3-2) ;;
+  r3 | r3-always)
+    bench_one "$label" "http://127.0.0.1:${lv_port[$label]}" "${lv_pid[$label]}" "$sc" -aux-pid "$chpid" $(fsync_files "$label" "$label-0" "$label-1" "$label-2") ;;
   *)
     bench_one "$label" "http://127.0.0.1:${lv_port[$label]}" "${lv_pid[$label]}" "$sc" -aux-pid "$chpid" $(fsync_files "$label") ;;
   esac
@@ -440,7 +444,7 @@ for round in $(seq 1 "$repeat"); do
 done
 
 echo
-echo "hookgate vs yardstick: $conns connections, ${duration} measured after ${warmup} warm-up, hookgate with bus.sync=$sync${levels:+, and the levels $levels in bitrix24 (r3: three nats-servers, R3 streams; the order after the yardstick rotates each round)}, $(nproc) cores, load average now $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "hookgate vs yardstick: $conns connections, ${duration} measured after ${warmup} warm-up, hookgate with bus.sync=$sync${levels:+, and the levels $levels in bitrix24 (r3: three nats-servers, R3 streams, r3-always the same with sync_interval always; the order after the yardstick rotates each round)}, $(nproc) cores, load average now $(cut -d' ' -f1-3 /proc/loadavg)"
 "$lb" report -results "$results"
 echo
 "$lb" report -results "$results" -md >"$work/results.txt"
@@ -471,6 +475,6 @@ if [ -n "${BENCH_BASELINE:-}" ]; then
   verify_gateway baseline "$bbus" "$bpid" hookgate_baseline
 fi
 for lv in $levels; do
-  verify_gateway "$lv" "${lv_bus[$lv]}" "${lv_pid[$lv]%%,*}" "hookgate_$lv"
+  verify_gateway "$lv" "${lv_bus[$lv]}" "${lv_pid[$lv]%%,*}" "hookgate_${lv//-/_}"
 done
 exit $vrc
