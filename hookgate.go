@@ -53,6 +53,9 @@ const (
 	OutcomeRetry     = "retry"     // outbound attempt failed, another follows
 	OutcomeFailed    = "failed"    // outbound attempt failed for good
 	OutcomeDead      = "dead"      // outbound job dead-lettered after its last attempt
+	// OutcomeSuppressed is a delivery not made: the Bitrix24 event is the
+	// echo of hookgate's own write (docs/sync.md).
+	OutcomeSuppressed = "suppressed"
 )
 
 // Exchange is one row of hookgate.exchanges: an inbound request or one

@@ -293,7 +293,7 @@ func (a *API) publicSource(s gateway.SourceInfo) gateway.SourceInfo {
 // sentSecrets lists the values a PUT body holds in secret-bearing fields:
 // secret (a reference, but a caller may paste the value itself there) and
 // the options whose name looks sensitive, longest first.
-func sentSecrets(b sourceBody) []string {
+func sentSecrets(b SourceBody) []string {
 	var vals []string
 	if b.Secret != "" {
 		vals = append(vals, b.Secret)
@@ -320,17 +320,23 @@ func (a *API) scrub(msg string, sent []string) string {
 }
 
 func (a *API) listSources(c *fiber.Ctx) error {
+	return c.JSON(fiber.Map{"sources": a.Sources()})
+}
+
+// Sources lists every source as GET /admin/sources shows it: secrets are
+// references, any served value and every sensitive option redacted.
+func (a *API) Sources() []gateway.SourceInfo {
 	list := a.gw.Sources()
 	out := make([]gateway.SourceInfo, len(list))
 	for i, s := range list {
 		out[i] = a.publicSource(s)
 	}
-	return c.JSON(fiber.Map{"sources": out})
+	return out
 }
 
-// sourceBody is the JSON body of PUT /admin/sources/{id}: the fields of a
-// sources entry.
-type sourceBody struct {
+// SourceBody is the JSON body of PUT /admin/sources/{id}: the fields of a
+// sources entry. The console's form fills the same fields.
+type SourceBody struct {
 	ID            string            `json:"id"`
 	Provider      string            `json:"provider"`
 	Secret        string            `json:"secret"`
@@ -357,7 +363,7 @@ func (a *API) putSource(c *fiber.Ctx) error {
 	if a.isFileSource(id) {
 		return hookgate.Errorf(hookgate.EConflict, "source %q is defined in the config file and is read-only", id)
 	}
-	var b sourceBody
+	var b SourceBody
 	dec := json.NewDecoder(bytes.NewReader(c.Body()))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&b); err != nil {
@@ -368,6 +374,25 @@ func (a *API) putSource(c *fiber.Ctx) error {
 	}
 	if b.ID != "" && b.ID != id {
 		return hookgate.Errorf(hookgate.EBadRequest, "body id %q differs from the path's %q", b.ID, id)
+	}
+	ctx, cancel := opCtx(c)
+	defer cancel()
+	out, err := a.PutSource(ctx, id, b)
+	if err != nil {
+		return err
+	}
+	return c.JSON(out)
+}
+
+// PutSource creates or replaces runtime source id with the fields of b,
+// after the checks of config validation and of the source's provider: an
+// error with code hookgate.EBadRequest lists every problem (no message
+// repeats a secret-bearing value of b), EConflict names a source of the
+// config file. It returns the source as the admin API shows it, its
+// secret reference redacted.
+func (a *API) PutSource(ctx context.Context, id string, b SourceBody) (gateway.SourceInfo, error) {
+	if a.isFileSource(id) {
+		return gateway.SourceInfo{}, hookgate.Errorf(hookgate.EConflict, "source %q is defined in the config file and is read-only", id)
 	}
 	src := config.Source{
 		ID: id, Provider: b.Provider, Secret: b.Secret, Event: b.Event,
@@ -391,12 +416,10 @@ func (a *API) putSource(c *fiber.Ctx) error {
 		for i, p := range ps {
 			msgs[i] = p.String()
 		}
-		return hookgate.Errorf(hookgate.EBadRequest, "%s", a.scrub(strings.Join(msgs, "; "), sent))
+		return gateway.SourceInfo{}, hookgate.Errorf(hookgate.EBadRequest, "%s", a.scrub(strings.Join(msgs, "; "), sent))
 	}
-	ctx, cancel := opCtx(c)
-	defer cancel()
 	if err := a.cfg.Sources.Put(ctx, src); err != nil {
-		return hookgate.WrapError(hookgate.EUnavailable, "cannot store the source", err)
+		return gateway.SourceInfo{}, hookgate.WrapError(hookgate.EUnavailable, "cannot store the source", err)
 	}
 	err := a.gw.UpdateRuntimeSources(func(cur []config.Source) []config.Source {
 		out := cur[:0]
@@ -412,7 +435,7 @@ func (a *API) putSource(c *fiber.Ctx) error {
 	}
 	out := a.publicSource(gateway.SourceInfo{Source: src, Runtime: true})
 	out.Secret = hookgate.Redacted // the caller has it; GET /admin/sources lists the reference
-	return c.JSON(out)
+	return out, nil
 }
 
 func jsonProblem(err error) string {
@@ -436,11 +459,20 @@ func jsonProblem(err error) string {
 
 func (a *API) deleteSource(c *fiber.Ctx) error {
 	id := param(c, "id")
+	ctx, cancel := opCtx(c)
+	defer cancel()
+	if err := a.DeleteSource(ctx, id); err != nil {
+		return err
+	}
+	return c.JSON(fiber.Map{"status": "deleted", "id": id})
+}
+
+// DeleteSource deletes runtime source id: ENotFound when there is none,
+// EConflict for a source of the config file.
+func (a *API) DeleteSource(ctx context.Context, id string) error {
 	if a.isFileSource(id) {
 		return hookgate.Errorf(hookgate.EConflict, "source %q is defined in the config file and is read-only", id)
 	}
-	ctx, cancel := opCtx(c)
-	defer cancel()
 	stored, err := a.cfg.Sources.List(ctx)
 	if err != nil {
 		return hookgate.WrapError(hookgate.EUnavailable, "cannot read the runtime sources", err)
@@ -468,7 +500,7 @@ func (a *API) deleteSource(c *fiber.Ctx) error {
 	if err != nil {
 		a.log.Warn("runtime sources", "err", a.secrets.Redact(err.Error()))
 	}
-	return c.JSON(fiber.Map{"status": "deleted", "id": id})
+	return nil
 }
 
 func (a *API) listDead(c *fiber.Ctx) error {

@@ -37,6 +37,7 @@ func Default() *Config {
 			ShutdownTimeout:  Duration(15 * time.Second),
 		},
 		DataDir: "./data",
+		Admin:   Admin{Console: true, ConsoleSession: Duration(12 * time.Hour)},
 		Secrets: Secrets{
 			Backend: "file",
 			File:    "./secrets.yaml",

@@ -181,6 +181,9 @@ func (c *Config) Validate(known Known) error {
 	if c.Admin.Token != "" {
 		checkRef(add, "admin.token", c.Admin.Token)
 	}
+	if d := c.Admin.ConsoleSession.D(); c.Admin.Console && (d < time.Minute || d > 30*24*time.Hour) {
+		add("admin.console_session", "must be between 1m and 720h, got %v", d)
+	}
 	switch strings.ToLower(c.Log.Level) {
 	case "debug", "info", "warn", "error":
 	default:
@@ -226,6 +229,7 @@ func (c *Config) Validate(known Known) error {
 			add(path+".rate", "per_second and burst must be positive")
 		}
 	}
+	c.validateSync(add, sources, portals) // sync.go
 	routes := map[string]bool{}
 	for i, r := range c.Routes {
 		path := fmt.Sprintf("routes[%d]", i)

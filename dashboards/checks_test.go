@@ -432,7 +432,7 @@ func (e expect) checks() map[string]func(t *testing.T, tb *table) {
 			for _, x := range e.outbound() {
 				k := strconv.Itoa(int(x.Attempt))
 				if m[k] == nil {
-					m[k] = map[string]float64{"ok": 0, "retry": 0, "failed": 0, "dead": 0}
+					m[k] = map[string]float64{"ok": 0, "retry": 0, "failed": 0, "dead": 0, "suppressed": 0}
 				}
 				m[k][x.Outcome]++
 			}
@@ -446,7 +446,7 @@ func (e expect) checks() map[string]func(t *testing.T, tb *table) {
 				}
 				last = n
 				got[k] = map[string]float64{}
-				for _, c := range []string{"ok", "retry", "failed", "dead"} {
+				for _, c := range []string{"ok", "retry", "failed", "dead", "suppressed"} {
 					got[k][c] = tb.num(t, r, c)
 				}
 			}
@@ -742,8 +742,8 @@ func (e expect) libraryChecks() map[string]func(t *testing.T, tb *table) {
 				v.out++
 				if x.Operation == "deliver" {
 					v.dels++
-					if x.Outcome == hookgate.OutcomeOK {
-						v.okDel++
+					if x.Outcome == hookgate.OutcomeOK || x.Outcome == hookgate.OutcomeSuppressed {
+						v.okDel++ // a suppressed echo needs no delivery
 					}
 				} else {
 					v.calls++

@@ -25,6 +25,7 @@ type story struct {
 	Retrying   string // E4: call hit OPERATION_TIME_LIMIT then the open breaker; waiting
 	Failed     string // E5: call ok, delivery refused for good (410 Gone)
 	Unrouted   string // E7: accepted, no route: no outbound rows
+	Echo       string // E8: call ok, delivery suppressed (the echo of hookgate's own write)
 	RecentBase time.Time
 }
 
@@ -112,11 +113,11 @@ func seed(t *testing.T, rec hookgate.Recorder, now time.Time) ([]hookgate.Exchan
 	}
 	ok, dup, rej := hookgate.OutcomeAccepted, hookgate.OutcomeDuplicate, hookgate.OutcomeRejected
 
-	e := make([]string, 8)
+	e := make([]string, 9)
 	for i := range e {
 		e[i] = hookgate.NewUUID()
 	}
-	s := story{Delivered: e[2], Dead: e[3], Retrying: e[4], Failed: e[5], Unrouted: e[7], RecentBase: base}
+	s := story{Delivered: e[2], Dead: e[3], Retrying: e[4], Failed: e[5], Unrouted: e[7], Echo: e[8], RecentBase: base}
 
 	// E1: the happy path, redelivered once by Bitrix24.
 	b24(e[1], ok, "", 200, 4)
@@ -156,6 +157,11 @@ func seed(t *testing.T, rec hookgate.Recorder, now time.Time) ([]hookgate.Exchan
 	for range 3 {
 		ci("", rej, "invalid_token", 401, 1)
 	}
+	// E8: the echo of hookgate's own write: enriched, not delivered
+	// (routes/echo.go), and not an undelivered event.
+	b24(e[8], ok, "", 200, 4)
+	call(e[8], "crm.deal.get", "ok", "", 200, 1, 100)
+	deliver(e[8], "deal-sync", hookgate.OutcomeSuppressed, "echo", 0, 1, 0)
 	// Nobody's source.
 	in(next(), "", "", "", "", rej, "unknown_source", 404, 1)
 

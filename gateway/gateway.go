@@ -71,6 +71,9 @@ type Deps struct {
 	// SecretMissing is called for every request to a source whose secret
 	// the store does not have (for a metric); nil = none.
 	SecretMissing func(source string)
+	// Panicked is called for every request whose handler panicked (it was
+	// answered 500, logged, and the gateway went on); nil = none.
+	Panicked func()
 }
 
 // Gateway is the inbound HTTP server.

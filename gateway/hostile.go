@@ -54,6 +54,7 @@ func (g *Gateway) guard(next fasthttp.RequestHandler) fasthttp.RequestHandler {
 		case conflictingContentLength(fctx.Request.Header.RawHeaders()):
 			err = hookgate.Errorf(hookgate.EBadRequest, "conflicting Content-Length headers")
 		default:
+			defer g.recoverPanic(fctx)
 			next(fctx)
 			return
 		}

@@ -2,7 +2,9 @@ package history
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"sort"
@@ -37,6 +39,9 @@ type fileSink struct {
 }
 
 const filePrefix = "exchanges-"
+
+// maxNameTries bounds the retries of a file name taken by another process.
+const maxNameTries = 1000
 
 func openFileSink(dir string, maxBytes int64, retention time.Duration, now func() time.Time) (*fileSink, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
@@ -109,10 +114,21 @@ func (s *fileSink) rotate(day string) error {
 	} else {
 		seq = max(seq, s.nextSeq(day))
 	}
-	name := filepath.Join(s.dir, fmt.Sprintf("%s%s-%04d.ndjson", filePrefix, day, seq))
-	f, err := os.OpenFile(name, os.O_CREATE|os.O_WRONLY|os.O_EXCL, 0o644)
-	if err != nil {
-		return fmt.Errorf("history: open %s: %w", name, err)
+	// Another process writing into the same directory (two standalone
+	// `hookgate call`s on one data_dir) may take the same number between
+	// nextSeq and the open: take the next free one.
+	var f *os.File
+	for tries := 0; ; tries++ {
+		name := filepath.Join(s.dir, fmt.Sprintf("%s%s-%04d.ndjson", filePrefix, day, seq))
+		var err error
+		f, err = os.OpenFile(name, os.O_CREATE|os.O_WRONLY|os.O_EXCL, 0o644)
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, fs.ErrExist) || tries == maxNameTries {
+			return fmt.Errorf("history: %w", err) // *PathError names the file
+		}
+		seq = max(seq+1, s.nextSeq(day))
 	}
 	syncDir(s.dir)
 	s.f, s.bw, s.day, s.seq, s.size = f, bufio.NewWriterSize(f, 64<<10), day, seq, 0

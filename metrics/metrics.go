@@ -12,6 +12,7 @@ package metrics
 
 import (
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -26,6 +27,9 @@ const namespace = "hookgate"
 // Metrics holds hookgate's metric families and the registry they live in.
 type Metrics struct {
 	reg *prometheus.Registry
+
+	panicOnce sync.Once
+	panics    prometheus.Counter
 
 	inbound       *prometheus.CounterVec
 	inboundDur    *prometheus.HistogramVec

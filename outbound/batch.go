@@ -70,7 +70,7 @@ func (b *Bitrix24) Batch(ctx context.Context, cmds []BatchCmd, halt bool) (*Batc
 		}
 		body.WriteString("&" + url.QueryEscape("cmd["+key+"]") + "=" + url.QueryEscape(cmd))
 	}
-	res, err := b.call(ctx, "batch", body.String())
+	res, err := b.call(batchReads(ctx, cmds), "batch", body.String())
 	if err != nil {
 		return nil, err
 	}

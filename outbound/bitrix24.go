@@ -407,6 +407,9 @@ func (b *Bitrix24) Call(ctx context.Context, method string, params map[string]an
 	if err != nil {
 		return nil, fmt.Errorf("call %s: %w", method, err)
 	}
+	if c := addCheck(method, params); c != nil && !idempotent(ctx) {
+		return b.checkedAdd(ctx, method, body, c) // writes.go
+	}
 	return b.call(ctx, method, body)
 }
 
@@ -415,6 +418,10 @@ func (b *Bitrix24) call(ctx context.Context, method, body string) (*Result, erro
 	for i := 0; ; i++ {
 		a := b.attempt(ctx, method, body)
 		a.row.Attempt = uint16(min(first+i, math.MaxUint16))
+		if a.err != nil && !certainlyNotRun(a) && isWriteCall(ctx, method) && !idempotent(ctx) {
+			a.err = &AmbiguousWriteError{Method: method, Cause: a.err} // writes.go
+			a.row.Error = CodeAmbiguousWrite
+		}
 
 		retry := false
 		var wait time.Duration

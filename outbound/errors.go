@@ -114,7 +114,7 @@ func IsTransient(err error) bool {
 	if err == nil {
 		return false
 	}
-	if errors.Is(err, context.Canceled) {
+	if errors.Is(err, context.Canceled) || errors.Is(err, ErrAmbiguousWrite) {
 		return false
 	}
 	var ae *APIError
@@ -163,6 +163,8 @@ func errorCode(err error) string {
 	}
 	var ae *APIError
 	switch {
+	case errors.Is(err, ErrAmbiguousWrite):
+		return CodeAmbiguousWrite
 	case errors.As(err, &ae):
 		if ae.Code == "" {
 			return fmt.Sprintf("http_%d", ae.Status)

@@ -61,6 +61,8 @@ type Deps struct {
 	Stream string
 	// Consumer is the durable consumer name (default "routes").
 	Consumer string
+	// Sync is two-way sync state (echo.go); nil switches it off.
+	Sync *Sync
 }
 
 // Engine routes events to jobs and runs them.
@@ -79,6 +81,8 @@ type route struct {
 	cfg    config.Route
 	key    *template.Template
 	params any // compiled call.params: map[string]any, []any, *template.Template or a scalar
+
+	sync *syncRole // echo.go; nil when the route plays no part in two-way sync
 }
 
 // New compiles the routes and checks them against deps. Problems are
@@ -105,6 +109,11 @@ func New(routes []config.Route, deps Deps) (*Engine, error) {
 			add(path+".name", "duplicate name %q", rc.Name)
 		}
 		r := &route{cfg: rc, key: compileKey(path, rc.Key, add)}
+		if deps.Sync != nil {
+			if r.sync = roleOf(rc); r.sync != nil && r.sync.write {
+				deps.Sync.written[rc.Call.Portal+"."+r.sync.entity] = true
+			}
+		}
 		if rc.Call != nil {
 			if deps.Portals[rc.Call.Portal] == nil {
 				add(path+".call.portal", "no client for portal %q", rc.Call.Portal)

@@ -154,6 +154,7 @@ func (e *Engine) Handle(ctx context.Context, j *jobs.Job, attempt int) error {
 	}
 
 	var enrichment map[string]any
+	var state *entityState // echo.go: the enriched entity, for two-way sync
 	if c := r.cfg.Call; c != nil {
 		rendered, err := newRenderer(&ev).render(r.params)
 		if err != nil {
@@ -161,9 +162,21 @@ func (e *Engine) Handle(ctx context.Context, j *jobs.Job, attempt int) error {
 		}
 		params, _ := rendered.(map[string]any)
 		cctx := outbound.WithAttempt(outbound.WithEventID(ctx, ev.ID), attempt)
+		if c.Idempotent {
+			cctx = outbound.WithIdempotent(cctx)
+		}
 		res, err := e.deps.Portals[c.Portal].Call(cctx, c.Method, params)
 		if err != nil {
 			return e.callError(ctx, c.Portal, c.Method, err)
+		}
+		if r.sync != nil && r.sync.write {
+			e.afterWrite(cctx, r, params, res)
+		}
+		if r.sync != nil && r.sync.read {
+			var done bool
+			if state, done, err = e.beforeDeliver(ctx, r, &ev, event, res); err != nil || done {
+				return err
+			}
 		}
 		enrichment = map[string]any{"portal": c.Portal, "method": c.Method, "result": res.Result}
 	}
@@ -186,6 +199,9 @@ func (e *Engine) Handle(ctx context.Context, j *jobs.Job, attempt int) error {
 	_, err = e.deps.Delivery.Deliver(dctx, d.URL, secret, j.ID, body)
 	switch {
 	case err == nil:
+		if state != nil {
+			e.recordSeen(ctx, r, state)
+		}
 		return nil
 	case errors.Is(err, delivery.ErrGone):
 		rec := DisabledRoute{Route: r.cfg.Name, URL: d.URL, JobID: j.ID, EventID: ev.ID, Error: err.Error(), At: e.now()}

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The whole test suite, on a fresh machine (Go installed, root, package
 # registries reachable). It installs what is missing — Debian's
-# clickhouse-server, Vault 1.20.4 built from the Go module proxy, nats-server,
-# the Node packages of independent implementations — starts ClickHouse and
+# clickhouse-server and chromium, Vault 1.20.4 built from the Go module proxy,
+# nats-server, the Node packages of independent implementations and
+# playwright-core — starts ClickHouse and
 # Vault as child processes on free loopback ports in a temporary directory,
 # runs vet, the race-enabled tests and a short fuzz pass, and stops the
 # servers again, whatever happens.
@@ -33,9 +34,10 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
-# --- command-line tools the quickstart test runs (docs/quickstart.md) -------
+# --- command-line tools the quickstart test runs (docs/quickstart.md), and
+# Debian's chromium, the browser of the console test (docs/console.md) -------
 missing=()
-for tool in curl openssl xxd; do command -v "$tool" >/dev/null || missing+=("$tool"); done
+for tool in curl openssl xxd chromium; do command -v "$tool" >/dev/null || missing+=("$tool"); done
 if [ ${#missing[@]} -gt 0 ]; then
   log "installing ${missing[*]} from Debian"
   sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"

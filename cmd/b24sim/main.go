@@ -81,8 +81,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	deals := fs.Int("deals", 0, "generated deals to add after the demo ones")
 	contacts := fs.Int("contacts", 0, "generated contacts to add after the demo ones")
 	leads := fs.Int("leads", 0, "generated leads to add after the demo ones")
+	applySync := syncFlags(fs) // faults.go
 	usage := func(w io.Writer) {
-		fmt.Fprint(w, description)
+		fmt.Fprint(w, description+syncHelp)
 		fs.SetOutput(w)
 		fs.PrintDefaults()
 	}
@@ -108,6 +109,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		bitrix24test.WithOperatingLimit(*opLimit, *opWindow),
 		bitrix24test.WithLatency(*latency),
 	)
+	if err := applySync(sim); err != nil {
+		return err
+	}
+	defer sim.Close()
 	if *seed {
 		sim.SeedDemo()
 	}

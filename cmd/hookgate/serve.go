@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"net/http/pprof"
@@ -20,12 +21,14 @@ import (
 	"github.com/hookgate/hookgate"
 	"github.com/hookgate/hookgate/admin"
 	"github.com/hookgate/hookgate/config"
+	"github.com/hookgate/hookgate/console"
 	"github.com/hookgate/hookgate/events"
 	"github.com/hookgate/hookgate/gateway"
 	"github.com/hookgate/hookgate/history"
 	"github.com/hookgate/hookgate/jobs"
 	"github.com/hookgate/hookgate/metrics"
 	"github.com/hookgate/hookgate/outbound"
+	"github.com/hookgate/hookgate/reconcile"
 	"github.com/hookgate/hookgate/routes"
 	"github.com/hookgate/hookgate/vault"
 )
@@ -63,8 +66,11 @@ type server struct {
 	engine  *routes.Engine
 	sources *events.SourceStore
 	gw      *gateway.Gateway
+	console *console.Console // nil unless admin.token is set and admin.console is on
 	ln      net.Listener
 	pprof   *http.Server // nil unless HOOKGATE_PPROF is set
+	// reconcilers find Bitrix24 changes whose events never came (wiring.go)
+	reconcilers []*reconcile.Reconciler
 }
 
 // newServer opens what serve needs, in order: the secret store (every
@@ -123,9 +129,16 @@ func newServer(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *se
 	if err != nil {
 		return nil, err
 	}
+	syncState, syncMetrics, err := openSync(ctx, cfg, js, m, log) // wiring.go
+	if err != nil {
+		return nil, err
+	}
+	if s.reconcilers, err = newReconcilers(ctx, cfg, js, portals, s.bus.Publish, rec, syncMetrics, log); err != nil {
+		return nil, err
+	}
 	s.engine, err = routes.New(cfg.Routes, routes.Deps{
 		Queue: s.queue, Portals: portals, Secrets: s.secrets, Disabled: disabled,
-		Recorder: rec, Logger: log, Stream: cfg.Bus.Stream,
+		Recorder: rec, Logger: log, Stream: cfg.Bus.Stream, Sync: syncState,
 	})
 	if err != nil {
 		return nil, err
@@ -134,6 +147,7 @@ func newServer(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *se
 		return nil, err
 	}
 	reg := registry()
+	checks := map[string]gateway.Check{"bus": s.bus.Check, "history": historyReady(s.hist)}
 	s.gw, err = gateway.New(cfg.Server, cfg.Sources, gateway.Deps{
 		Registry:      reg,
 		Secrets:       s.secrets,
@@ -142,12 +156,10 @@ func newServer(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *se
 		Logger:        log,
 		Observe:       m.Inbound,
 		SecretMissing: m.SecretMissing,
+		Panicked:      m.Panicked(),
 		Trim:          debug.FreeOSMemory,
 		Metrics:       m.Handler(),
-		Checks: map[string]gateway.Check{
-			"bus":     s.bus.Check,
-			"history": historyReady(s.hist),
-		},
+		Checks:        checks,
 		// Vault down does not take the gateway out of rotation: cached
 		// secrets keep serving; /readyz shows it as degraded.
 		Degraded: map[string]gateway.Check{"secrets": s.secrets.Check},
@@ -167,6 +179,14 @@ func newServer(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *se
 			return nil, err
 		}
 		api.Mount(s.gw.App())
+		if cfg.Admin.Console {
+			all := map[string]gateway.Check{"secrets": s.secrets.Check}
+			maps.Copy(all, checks)
+			if s.console, err = s.newConsole(api, reg.Names(), all); err != nil {
+				return nil, err
+			}
+			s.console.Mount(s.gw.App())
+		}
 	}
 	if rt, err := s.sources.List(ctx); err == nil && len(rt) > 0 {
 		if err := s.gw.SetRuntimeSources(rt); err != nil {
@@ -197,7 +217,7 @@ func (s *server) Run(ctx context.Context) error {
 	}
 	log.Info("hookgate serving", "version", hookgate.Version, "listen", s.ln.Addr().String(),
 		"sources", len(cfg.Sources)+runtime, "runtime_sources", runtime, "routes", len(cfg.Routes), "portals", len(cfg.Portals),
-		"bus_embedded", s.bus.Embedded(), "bus_listen", cfg.Bus.Listen, "admin", cfg.Admin.Token != "")
+		"bus_embedded", s.bus.Embedded(), "bus_listen", cfg.Bus.Listen, "admin", cfg.Admin.Token != "", "console", s.console != nil)
 	histCtx, histStop := context.WithCancel(context.WithoutCancel(ctx))
 	defer histStop()
 	workCtx, workStop := context.WithCancel(context.WithoutCancel(ctx))
@@ -248,6 +268,12 @@ func (s *server) Run(ctx context.Context) error {
 			}
 		}
 	})
+	for _, r := range s.reconcilers {
+		g.Go(func() error { return r.Run(gctx) })
+	}
+	if s.console != nil {
+		g.Go(func() error { return s.console.Run(gctx) })
+	}
 	if s.pprof != nil {
 		g.Go(func() error {
 			log.Info("pprof listening", "addr", s.pprof.Addr)

@@ -5,7 +5,8 @@
 -- calls (outbound, operation = the REST method) and deliveries (outbound,
 -- operation = 'deliver'). Listed: events accepted in the last 7 days that
 -- were routed (at least one outbound row) but have no delivery attempt with
--- outcome 'ok'. Events no route matched have no outbound row and are not
+-- outcome 'ok' (or 'suppressed': the echo of hookgate's own write, which
+-- needs no delivery; docs/sync.md). Events no route matched have no outbound row and are not
 -- listed: nothing was due. A route without a deliver step shows here as
 -- 'not delivered' (its calls are all it does).
 --
@@ -36,5 +37,5 @@ WHERE ts >= now() - INTERVAL 7 DAY
 GROUP BY event_id
 HAVING countIf(direction = 'inbound' AND outcome = 'accepted') > 0
    AND countIf(direction = 'outbound') > 0
-   AND countIf(direction = 'outbound' AND operation = 'deliver' AND outcome = 'ok') = 0
+   AND countIf(direction = 'outbound' AND operation = 'deliver' AND outcome IN ('ok', 'suppressed')) = 0
 ORDER BY received_at, event_id

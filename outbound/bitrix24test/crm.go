@@ -192,6 +192,9 @@ func parseFilter(v any) []filterTerm {
 
 // compare orders a and b numerically when both are numbers, else as text.
 func compare(a, b string) int {
+	if c, ok := compareDates(a, b); ok { // sync.go
+		return c
+	}
 	fa, ea := strconv.ParseFloat(a, 64)
 	fb, eb := strconv.ParseFloat(b, 64)
 	if ea == nil && eb == nil {

@@ -101,6 +101,10 @@ type Fault struct {
 	Description string
 	RetryAfter  time.Duration // sets a Retry-After header when > 0
 	Latency     time.Duration // extra delay before answering
+	// AfterCommit runs the request as usual (a write commits) and then
+	// never answers: the connection drops when the client gives up, or
+	// after Latency (default 1 min). Status and Code are not used.
+	AfterCommit bool
 }
 
 // Request is one request the simulator received.
@@ -136,6 +140,7 @@ type Server struct {
 	perMethod map[string]int
 	perCode   map[string]int
 	crm       map[string]*entity
+	events    *eventSink // sync.go; nil: no CRM events are sent
 }
 
 type opCharge struct {
@@ -270,6 +275,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 	a := s.answer(r.Context(), start, req, user, secret, method, ok, params, perr)
 	req.Status, req.Code = a.status, a.code
+	if a.hang {
+		req.Status, req.Code = 0, "after_commit"
+	}
 
 	s.mu.Lock()
 	s.received = append(s.received, req)
@@ -277,6 +285,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.perCode[a.code]++
 	s.mu.Unlock()
 
+	if a.hang {
+		hangAfterCommit(r.Context(), a.hangFor) // sync.go
+	}
 	if a.retryAfter > 0 {
 		w.Header().Set("Retry-After", strconv.Itoa(int((a.retryAfter+time.Second-1)/time.Second)))
 	}
@@ -290,6 +301,8 @@ type answer struct {
 	code       string
 	body       map[string]any
 	retryAfter time.Duration
+	hang       bool // committed, never answered (Fault.AfterCommit)
+	hangFor    time.Duration
 }
 
 func (s *Server) answer(ctx context.Context, start time.Time, req Request, user, secret, method string, pathOK bool, params *object, perr error) answer {
@@ -310,6 +323,10 @@ func (s *Server) answer(ctx context.Context, start time.Time, req Request, user,
 	}
 	s.mu.Unlock()
 
+	var afterCommit *Fault
+	if fault != nil && fault.AfterCommit {
+		afterCommit, fault = fault, nil
+	}
 	if fault != nil {
 		latency += fault.Latency
 	}
@@ -349,8 +366,14 @@ func (s *Server) answer(ctx context.Context, start time.Time, req Request, user,
 		return a
 	}
 
-	res := s.call(method, params, true)
+	res, written := s.write(user, method, params) // sync.go: MODIFY_BY_ID, events
+	if !written {
+		res = s.call(method, params, true)
+	}
 	s.charge(user, method, start)
+	if afterCommit != nil {
+		return answer{status: http.StatusGatewayTimeout, hang: true, hangFor: afterCommit.Latency}
+	}
 	if res.err != nil {
 		return s.errorAnswer(start, user, method, res.err.status, res.err.code, res.err.description)
 	}

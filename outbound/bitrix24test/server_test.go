@@ -93,7 +93,8 @@ func TestGetValuesAreStrings(t *testing.T) {
 	var got map[string]any
 	_ = json.Unmarshal(e.Result, &got)
 	want := map[string]any{"ID": "1", "TITLE": "Acme", "OPPORTUNITY": "1000.5",
-		"PHONE": []any{map[string]any{"VALUE": "+1 555", "VALUE_TYPE": "WORK"}}}
+		"PHONE":         []any{map[string]any{"VALUE": "+1 555", "VALUE_TYPE": "WORK"}},
+		"CREATED_BY_ID": "1", "MODIFY_BY_ID": "1"} // the webhook's user made it
 	delete(got, "DATE_CREATE")
 	delete(got, "DATE_MODIFY")
 	if diff := cmp.Diff(want, got); diff != "" {
