@@ -16,8 +16,9 @@
 # In the bitrix24 scenario it also measures the durability levels side by
 # side (BENCH_LEVELS): beside hookgate (bus.sync group, the default) one
 # gateway each with bus.sync interval and always, and one on a three-node
-# nats-server cluster with R3 streams (bus.url + bus.replicas: 3), run
-# right after hookgate in every round; with strace present every server
+# nats-server cluster with R3 streams (bus.url + bus.replicas: 3), in
+# every round, in an order that rotates from round to round (the
+# yardstick first, for the ratios); with strace present every server
 # under test runs under strace -f --seccomp-bpf -e trace=fsync,fdatasync,
 # and each run reports its fsyncs per stored message (the cluster's: all
 # three nats-servers and the gateway).
@@ -260,7 +261,7 @@ EOF
 # nats_server_bin prints a nats-server binary: on the PATH, or the one
 # scripts/test.sh builds into its cache (built here when missing).
 nats_server_bin() {
-  local bin cache=${XDG_CACHE_HOME:-$HOME/.cache}/hookgate tmp
+  local bin cache=${HOOKGATE_CACHE:-$HOME/.cache/hookgate} tmp
   bin=$(command -v nats-server || true)
   if [ -z "$bin" ]; then
     bin=$cache/bin/nats-server-v2.15.2
