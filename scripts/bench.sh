@@ -18,10 +18,11 @@
 # gateway each with bus.sync interval and always, and one on a three-node
 # nats-server cluster with R3 streams (bus.url + bus.replicas: 3), in
 # every round, in an order that rotates from round to round (the
-# yardstick first, for the ratios); with strace present every server
-# under test runs under strace -f --seccomp-bpf -e trace=fsync,fdatasync,
+# yardstick first, for the ratios); with perf or strace present every server
+# under test runs under a counter of its fsync and fdatasync calls,
 # and each run reports its fsyncs per stored message (the cluster's: all
-# three nats-servers and the gateway).
+# three nats-servers and the gateway), counted by perf stat on the syscall
+# tracepoints (or strace when perf cannot).
 #
 # Knobs (environment): BENCH_DURATION (measured window per run, default
 # 10s), BENCH_WARMUP (2s), BENCH_CONNS (64), BENCH_SCENARIOS, BENCH_SYNC
@@ -29,10 +30,11 @@
 # BENCH_LEVELS (the other levels run in the bitrix24 scenario, default
 # "interval always r3"; "" for none; also "group" when BENCH_SYNC is
 # another, and "r3-always": a second cluster whose servers have
-# sync_interval: always), BENCH_STRACE (auto, the default: count fsyncs when strace can
-# trace with --seccomp-bpf | 1: must | 0: never; the seccomp filter stops
-# a process only at fsync and fdatasync, so the figures stay figures: the
-# cost is one ptrace stop per fsync), BENCH_REPEAT (rounds of the bitrix24
+# sync_interval: always), BENCH_FSYNCS (auto, the default: perf stat on
+# the syscall tracepoints when it can, which never stops the process, else
+# strace -f --seccomp-bpf, which stops it at each fsync: 15-20 % off group's
+# rate in BenchmarkPublishSync, 25-70 % off always' | perf | strace | 0:
+# no count; BENCH_STRACE=1 means strace), BENCH_REPEAT (rounds of the bitrix24
 # scenario, default 1), BENCH_PERF=1 (record a perf profile of hookgate
 # during the bitrix24 run; needs perf), BENCH_PPROF=1 (Go CPU, heap, allocs
 # and mutex profiles of that run, from the pprof listener hookgate opens on
@@ -75,33 +77,47 @@ log() { printf '== %s\n' "$*" >&2; }
 
 # --- fsync counting ----------------------------------------------------------
 # trace_label=L trace_exe=BIN traced CMD...: run CMD (which ends up
-# executing BIN: through env or taskset) in the background, under strace
-# when counting (fsync and fdatasync calls of all its threads, one line
-# each, into $work/fsync-L.txt); sets bg_pid to the process itself (not
-# strace) and appends to pids what cleanup must stop.
-strace_on=0
-case ${BENCH_STRACE:-auto} in
-0) ;;
-1 | auto)
+# executing BIN: through env or taskset) in the background, its fsync and
+# fdatasync calls (all its threads) counted into $work/fsync-L.txt: with
+# perf stat on the syscall tracepoints (kernel counters printed every
+# 100 ms: the process is never stopped), or with strace (one line per
+# call; the seccomp filter stops the process at those calls only); sets
+# bg_pid to the process itself (not perf or strace) and appends to pids
+# what cleanup must stop.
+fsync_tool=""
+fsync_events=syscalls:sys_enter_fsync,syscalls:sys_enter_fdatasync
+perf_ok() { command -v perf >/dev/null && perf stat -e "$fsync_events" -x, -o /dev/null -- true >/dev/null 2>&1; }
+strace_ok() {
   # (strace warns and stops at every call when it cannot use seccomp:
   # that would slow the servers, so it counts as no strace)
-  if command -v strace >/dev/null && st_out=$(strace -f --seccomp-bpf -qq -e trace=fsync -o /dev/null true 2>&1) && [ -z "$st_out" ]; then
-    strace_on=1
-  elif [ "${BENCH_STRACE:-auto}" = 1 ]; then
-    echo "BENCH_STRACE=1 needs strace with --seccomp-bpf (apt-get install strace) and ptrace allowed" >&2; exit 2
-  else
-    log "no strace with --seccomp-bpf: fsyncs are not counted (apt-get install strace)"
+  local out
+  command -v strace >/dev/null && out=$(strace -f --seccomp-bpf -qq -e trace=fsync -o /dev/null true 2>&1) && [ -z "$out" ]
+}
+want_tool=${BENCH_FSYNCS:-auto}
+[ "${BENCH_STRACE:-}" != 1 ] || want_tool=strace
+case $want_tool in
+0) ;;
+auto)
+  if perf_ok; then fsync_tool=perf
+  elif strace_ok; then fsync_tool=strace
+  else log "neither perf (syscall tracepoints) nor strace --seccomp-bpf here: fsyncs are not counted (apt-get install linux-perf or strace)"
   fi ;;
-*) echo "BENCH_STRACE: want auto, 0 or 1" >&2; exit 2 ;;
+perf) perf_ok || { echo "BENCH_FSYNCS=perf: perf stat cannot count $fsync_events here (perf_event_paranoid, tracefs)" >&2; exit 2; }; fsync_tool=perf ;;
+strace) strace_ok || { echo "BENCH_FSYNCS=strace needs strace with --seccomp-bpf (apt-get install strace) and ptrace allowed" >&2; exit 2; }; fsync_tool=strace ;;
+*) echo "BENCH_FSYNCS: want auto, perf, strace or 0" >&2; exit 2 ;;
 esac
 traced() {
-  if [ "$strace_on" = 1 ]; then
+  if [ -n "$fsync_tool" ]; then
     : >"$work/fsync-$trace_label.txt"
-    strace -f --seccomp-bpf -qq -e trace=fsync,fdatasync -e signal=none -o "$work/fsync-$trace_label.txt" "$@" &
+    if [ "$fsync_tool" = perf ]; then
+      perf stat -e "$fsync_events" -I 100 -x, -o "$work/fsync-$trace_label.txt" -- "$@" &
+    else
+      strace -f --seccomp-bpf -qq -e trace=fsync,fdatasync -e signal=none -o "$work/fsync-$trace_label.txt" "$@" &
+    fi
     local spid=$! i p want
     pids+=("$spid")
-    # the process is strace's child once it runs trace_exe (strace forks
-    # short-lived children of its own while it starts)
+    # the process is the counter's child once it runs trace_exe (strace
+    # forks short-lived children of its own while it starts)
     want=$(readlink -f "$trace_exe")
     bg_pid=""
     for i in $(seq 1 200); do
@@ -112,7 +128,7 @@ traced() {
       kill -0 "$spid" 2>/dev/null || break
       sleep 0.05
     done
-    [ -n "$bg_pid" ] || { echo "strace did not start $trace_exe" >&2; exit 1; }
+    [ -n "$bg_pid" ] || { echo "$fsync_tool did not start $trace_exe" >&2; exit 1; }
     pids+=("$bg_pid")
   else
     "$@" &
@@ -373,7 +389,7 @@ done
 # fsync_files LABEL...: the strace output files of those servers, as
 # loadbench's -fsyncs flag wants them (none when not counting)
 fsync_files() {
-  [ "$strace_on" = 1 ] || return 0
+  [ -n "$fsync_tool" ] || return 0
   local f="" l
   for l in "$@"; do f="$f${f:+,}$work/fsync-$l.txt"; done
   echo "-fsyncs=$f"

@@ -27,12 +27,27 @@ func TestCountFsyncs(t *testing.T) {
 	if err := os.WriteFile(b, []byte("42 fdatasync(4) = 0\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	n, err := countFsyncs([]string{a, b})
+	// perf stat -I 100 -x, output: counts per interval and event
+	c := filepath.Join(dir, "c.txt")
+	if err := os.WriteFile(c, []byte(strings.Join([]string{
+		`# started on Sun Nov 29 17:42:13 2026`,
+		``,
+		`     0.100234489,12,,syscalls:sys_enter_fsync,76304063,100.00,,`,
+		`     0.100234489,3,,syscalls:sys_enter_fdatasync,76304063,100.00,,`,
+		`     0.200497902,<not counted>,,syscalls:sys_enter_fsync,0,100.00,,`,
+		`     0.200497902,<not counted>,,syscalls:sys_enter_fdatasync,0,100.00,,`,
+		`     0.300718926,7,,syscalls:sys_enter_fsync,70432808,100.00,,`,
+		`     0.300718926,100,,syscalls:sys_enter_fsyncx,70432808,100.00,,`,
+		``,
+	}, "\n")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	n, err := countFsyncs([]string{a, b, c})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if n != 5 {
-		t.Errorf("countFsyncs = %d; want 5 (4 calls in a, 1 in b)", n)
+	if n != 27 {
+		t.Errorf("countFsyncs = %d; want 27 (4 calls in a, 1 in b, 12+3+7 in c)", n)
 	}
 	if n, err := countFsyncs(nil); err != nil || n != 0 {
 		t.Errorf("countFsyncs(nil) = %d, %v; want 0, nil", n, err)

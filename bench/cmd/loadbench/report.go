@@ -85,6 +85,6 @@ func cmdReport(args []string, stdout, stderr io.Writer) error {
 		line(row)
 	}
 	fmt.Fprintln(stdout, "CPU s/10k: server CPU seconds per 10,000 answered requests (+CH: ClickHouse's, same machine; r3: the gateway and its three nats-servers); * peak RSS of the process lifetime")
-	fmt.Fprintln(stdout, "fsyncs/msg: fsync+fdatasync calls of the server's processes (strace) over the whole run, warm-up included, per 200 accepted (each a stored message)")
+	fmt.Fprintln(stdout, "fsyncs/msg: fsync+fdatasync calls of the server's processes (perf stat or strace) over the whole run, warm-up included, per 200 accepted (each a stored message)")
 	return nil
 }

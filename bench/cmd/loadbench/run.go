@@ -31,7 +31,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	auxPid := fs.String("aux-pid", "", "another process whose CPU to report (ClickHouse)")
 	out := fs.String("out", "", "append the result as a JSON line to this file")
 	seqStart := fs.Uint64("seq", 0, "first sequence number (0: microseconds since the epoch, so that runs never repeat a delivery)")
-	fsyncFiles := fs.String("fsyncs", "", "comma-separated strace output files (strace -f -e trace=fsync,fdatasync -o FILE) of the server's processes: the fsync and fdatasync calls they record during the whole run, warm-up included, are counted")
+	fsyncFiles := fs.String("fsyncs", "", "comma-separated output files of fsync counters of the server's processes (perf stat -I 100 -x, on syscalls:sys_enter_fsync and sys_enter_fdatasync, or strace -f -e trace=fsync,fdatasync): the calls they record during the whole run, warm-up included, are counted")
 	if err := fs.Parse(args); err != nil {
 		return exitError(2)
 	}
@@ -133,8 +133,12 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	gen1, _ := cpuSeconds("self")
 	stop.Store(true)
 	<-done // in-flight requests finish (bounded by -timeout)
-	// every answer is in: the fsyncs that released the 200s are written
-	// (strace prints a call before the traced thread goes on)
+	// every answer is in, so are the fsyncs that released the 200s: strace
+	// prints a call before the thread goes on, perf stat within its
+	// interval (-I 100): wait for that
+	if files != nil {
+		time.Sleep(fsyncSettle)
+	}
 	fsync1, ferr := countFsyncs(files)
 	if ferr != nil {
 		return ferr
@@ -196,6 +200,10 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	return nil
 }
+
+// fsyncSettle is how long the run waits after its last answer before it
+// reads the fsync counts: more than perf stat's print interval (-I 100).
+const fsyncSettle = 300 * time.Millisecond
 
 // worker is one connection's closed loop and what it saw.
 type worker struct {
