@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -112,7 +113,13 @@ func (s *syncer) run() {
 		case <-s.quit:
 			return
 		}
-		for s.round() {
+		for {
+			// let the publishes whose PubAck has just come join
+			// before the round is taken (group commit's gather)
+			runtime.Gosched()
+			if !s.round() {
+				break
+			}
 		}
 	}
 }
