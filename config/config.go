@@ -210,6 +210,12 @@ type Portal struct {
 	Rate    *Rate    `yaml:"rate"`
 	Timeout Duration `yaml:"timeout"`
 	Retries int      `yaml:"retries"`
+	// BatchWait is the longest a route call waits for others to join its
+	// batch request (default 200ms).
+	BatchWait Duration `yaml:"batch_wait"`
+	// BatchSize is the most commands of one batch request (1..50,
+	// default 50; 1 sends every call alone).
+	BatchSize int `yaml:"batch_size"`
 }
 
 // Route ties an inbound event to an optional call and an optional delivery.
@@ -219,7 +225,13 @@ type Route struct {
 	Key     string   `yaml:"key"` // entity key template; default {{ param "data[FIELDS][ID]" }}
 	Call    *Call    `yaml:"call"`
 	Deliver *Deliver `yaml:"deliver"`
+	// Coalesce is "" (every event delivered) or "latest": pending events
+	// of one key are served by one call and one delivery of the latest.
+	Coalesce string `yaml:"coalesce"`
 }
+
+// CoalesceLatest is the value of Route.Coalesce that coalesces.
+const CoalesceLatest = "latest"
 
 // On matches events by source and event name; "*" and a trailing "*" prefix
 // wildcard are allowed.
@@ -233,6 +245,9 @@ type Call struct {
 	Portal string         `yaml:"portal"`
 	Method string         `yaml:"method"`
 	Params map[string]any `yaml:"params"`
+	// Batch false sends this route's calls alone, never inside a batch
+	// request (default true).
+	Batch *bool `yaml:"batch"`
 	// Idempotent declares that the call may run twice with the same
 	// effect: a write is then retried after an ambiguous failure (a
 	// timeout once it was sent). See docs/sync.md.

@@ -229,6 +229,12 @@ func (c *Config) Validate(known Known) error {
 		if p.Rate != nil && (p.Rate.PerSecond <= 0 || p.Rate.Burst <= 0) {
 			add(path+".rate", "per_second and burst must be positive")
 		}
+		if p.BatchWait < 0 || p.BatchWait.D() > 10*time.Second {
+			add(path+".batch_wait", "want a duration from 0 (the default, 200ms) to 10s, got %v", p.BatchWait)
+		}
+		if p.BatchSize < 0 || p.BatchSize > 50 {
+			add(path+".batch_size", "want 1 to 50 commands (Bitrix24's batch cap), got %d", p.BatchSize)
+		}
 	}
 	c.validateSync(add, sources, portals) // sync.go
 	routes := map[string]bool{}
@@ -259,6 +265,15 @@ func (c *Config) Validate(known Known) error {
 				add(path+".call.method", "must be set")
 			}
 		}
+		switch r.Coalesce {
+		case "", "none":
+		case CoalesceLatest:
+			if r.Call == nil || !readMethod.MatchString(r.Call.Method) {
+				add(path+".coalesce", "latest needs a read call (a *.get or *.list method): the delivery carries the entity's latest state")
+			}
+		default:
+			add(path+".coalesce", "want latest or none, got %q", r.Coalesce)
+		}
 		if r.Deliver != nil {
 			if u, err := url.Parse(r.Deliver.URL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 				add(path+".deliver.url", "want an http(s) URL, got %q", r.Deliver.URL)
@@ -274,6 +289,9 @@ func (c *Config) Validate(known Known) error {
 	}
 	return ps
 }
+
+// readMethod matches REST methods that only read.
+var readMethod = regexp.MustCompile(`(?i)\.(get|list)$`)
 
 // Under returns the problems with prefix put before their paths: a problem
 // at options.tolerance under sources[2] is at sources[2].options.tolerance,

@@ -6,10 +6,12 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // syncer is group commit over the embedded file store (bus.sync: group).
@@ -17,17 +19,23 @@ import (
 // written to its block file (an R1 file stream writes in place, before its
 // PubAck: filestore.go writeMsgRecordLocked → flushPendingMsgsLocked) but
 // not fsynced. A Publish whose PubAck came asks the syncer for an fsync
-// and waits: the syncer takes every waiter registered so far, fsyncs the
-// stream's newest block files (and its directory when a block appeared),
-// then releases them. Waiters that arrive during an fsync share the next
-// one: one fsync covers every message acknowledged before it began.
+// and waits: it joins the next round, the syncer takes the round with
+// every waiter registered so far, fsyncs the stream's newest block files
+// (and its directory when a block appeared), then releases them all at
+// once (one channel closed). Waiters that arrive during an fsync join the
+// round after it: one fsync covers every message acknowledged before it
+// began.
 type syncer struct {
-	dir     string // the stream's msgs directory
-	mu      sync.Mutex
-	waiters []chan error
-	kick    chan struct{}
-	quit    chan struct{}
-	done    chan struct{}
+	dir  string // the stream's msgs directory
+	kick chan struct{}
+	quit chan struct{}
+	done chan struct{}
+
+	mu   sync.Mutex
+	next *round // the round the next fsync serves, once someone waits
+
+	// sync fsyncs the blocks (s.syncBlocks; tests replace it)
+	sync func() error
 
 	hi    int      // highest block index seen at the last sync
 	last  *os.File // open block file hi
@@ -36,8 +44,24 @@ type syncer struct {
 	syncs atomic.Uint64 // fsync rounds, for tests and the bench note
 }
 
-func newSyncer(dir string) *syncer {
+// round is one fsync and its waiters: done is closed when it completed,
+// with err.
+type round struct {
+	done    chan struct{}
+	err     error
+	waiters int // for tests
+}
+
+func newSyncer(dir string) *syncer { return startSyncer(dir, nil) }
+
+// startSyncer starts a syncer whose rounds call syncFn (nil: fsync the
+// blocks under dir).
+func startSyncer(dir string, syncFn func() error) *syncer {
 	s := &syncer{dir: dir, kick: make(chan struct{}, 1), quit: make(chan struct{}), done: make(chan struct{})}
+	s.sync = syncFn
+	if s.sync == nil {
+		s.sync = s.syncBlocks
+	}
 	go s.run()
 	return s
 }
@@ -54,17 +78,21 @@ func (s *syncer) stop() {
 
 // wait returns once an fsync that began after the call has completed.
 func (s *syncer) wait(ctx context.Context) error {
-	ch := make(chan error, 1)
 	s.mu.Lock()
-	s.waiters = append(s.waiters, ch)
+	r := s.next
+	if r == nil {
+		r = &round{done: make(chan struct{})}
+		s.next = r
+	}
+	r.waiters++
 	s.mu.Unlock()
 	select {
 	case s.kick <- struct{}{}:
 	default:
 	}
 	select {
-	case err := <-ch:
-		return err
+	case <-r.done:
+		return r.err
 	case <-ctx.Done():
 		return ctx.Err()
 	case <-s.quit:
@@ -85,27 +113,56 @@ func (s *syncer) run() {
 		case <-s.quit:
 			return
 		}
-		s.mu.Lock()
-		w := s.waiters
-		s.waiters = nil
-		s.mu.Unlock()
-		if len(w) == 0 {
-			continue
-		}
-		err := s.sync()
-		s.syncs.Add(1)
-		for _, ch := range w {
-			ch <- err
+		for {
+			// let the publishes whose PubAck has just come join
+			// before the round is taken (group commit's gather)
+			runtime.Gosched()
+			if !s.round() {
+				break
+			}
 		}
 	}
 }
+
+// round runs one fsync for the waiters registered so far, if any; it
+// reports whether it ran one that succeeded.
+func (s *syncer) round() bool {
+	select {
+	case <-s.quit:
+		return false
+	default:
+	}
+	s.mu.Lock()
+	r := s.next
+	s.next = nil
+	s.mu.Unlock()
+	if r == nil {
+		return false
+	}
+	err := s.sync()
+	s.syncs.Add(1)
+	r.err = err
+	close(r.done)
+	if err != nil {
+		// the waiters have their 503; the next ones try again
+		select {
+		case <-s.quit:
+		case <-time.After(syncRetryWait):
+		}
+		return false
+	}
+	return true
+}
+
+// syncRetryWait is the pause after a failed fsync before the next round.
+const syncRetryWait = 50 * time.Millisecond
 
 // sync fsyncs every block written since the last sync: the newest block
 // known then and any block created since, and the directory when blocks
 // were created. Blocks are numbered upwards: after the first round it
 // probes for the next numbers instead of listing the directory (which
 // holds a block per few MB of the stream's retention).
-func (s *syncer) sync() error {
+func (s *syncer) syncBlocks() error {
 	from := s.hi
 	if from == 0 || !exists(s.blockPath(from)) {
 		hi, err := s.newestBlock()

@@ -9,21 +9,51 @@
 //     fnv32a(Key) % Partitions, and its Nats-Msg-Id is the job id, so
 //     enqueueing the same job twice within the de-duplication window
 //     stores it once;
+//
 //   - one durable pull consumer jobs-<partition> per partition with
-//     MaxAckPending 1: jobs of one partition (hence of one key) run one at
-//     a time in stream order, partitions run in parallel, and any number
-//     of gateway instances may share the consumers;
-//   - KV bucket hookgate_jobs: the retry state of a job that failed at
-//     least once (attempts made, next_at, last error), keyed by job id;
+//     MaxAckPending 1: the jobs of one partition (hence of one key) are
+//     admitted to their lanes (below) one at a time in stream order,
+//     partitions in parallel, and any number of gateway instances may
+//     share the consumers;
+//
+//   - KV bucket hookgate_jobs: the per-job retry state of the version
+//     before lanes; no longer written (Replay still clears an entry);
+//
 //   - KV bucket hookgate_dead: dead-lettered jobs, keyed by job id.
 //
-// A job waiting for its next attempt stays unacknowledged at the head of
-// its partition (NakWithDelay); on every delivery the worker compares the
-// stored next_at with its clock, so the schedule holds across restarts and
-// server-side redeliveries. Waiting blocks the job's partition: later jobs
-// of the same key must wait anyway (order), and other keys that hash to the
-// same partition wait with them. More partitions (retry.workers) mean less
-// of that.
+//   - KV bucket hookgate_lanes: one lane per key that has work, keyed by
+//     the key: its head job (running or waiting for its next attempt, with
+//     attempts made, next_at and the last error) and the ids of the jobs
+//     of the same key behind it, in order;
+//
+//   - KV bucket hookgate_parked: the bodies of the jobs behind a head;
+//
+//   - stream HOOKGATE_WAKE (work-queue retention), subject hookgate.wake:
+//     one message per lane, consumed by the durable consumer "wake" that
+//     every instance shares.
+//
+// A partition's worker only admits jobs, in stream order: it moves each
+// job into its key's lane (creating the lane and publishing its wake
+// message when the key has none, else appending the job behind the ones
+// there) and acknowledges it off the partition. A partition never waits
+// for a job to run, so no key ever waits behind another key.
+//
+// The wake consumer runs lanes, up to Partitions (retry.workers) at once
+// per instance: a runner holds the lane's wake message (InProgress while a
+// job runs), runs the head, then the next job of the lane, until the lane
+// is empty (the lane is deleted, the wake acknowledged). A head that
+// fails waits: its state is written into the lane and the wake message is
+// handed back with NakWithDelay until next_at (at most Recheck at a time);
+// on every delivery the runner compares next_at with its clock, so the
+// schedule holds across restarts, server redeliveries and instances. The
+// jobs behind it wait in the lane, in order; other keys' lanes run.
+//
+// Only the lane's one wake message runs it, and every write to a lane is a
+// compare-and-set on its revision (admit appends, the runner advances), so
+// per-key order holds with several instances, and a crashed runner's wake
+// comes back after AckWait to any instance. A head that is dead-lettered
+// leaves the lane like a finished one: the jobs behind it run next (see
+// docs/reliability.md, "A dead-lettered head").
 package jobs
 
 import (
@@ -56,6 +86,17 @@ const (
 	DefaultDedupWindow = time.Hour
 	DefaultStopGrace   = 10 * time.Second
 	DefaultPendingTick = 10 * time.Second
+	DefaultWakeStream  = "HOOKGATE_WAKE"
+	DefaultLaneBucket  = "hookgate_lanes"
+	DefaultParkBucket  = "hookgate_parked"
+	// DefaultMaxFollowers is how many jobs may wait behind one lane's
+	// head; past it, further jobs of that key wait on their partition.
+	DefaultMaxFollowers = 10000
+	// DefaultCoalesceMax is the most jobs one coalesced run covers.
+	DefaultCoalesceMax = 100
+
+	// WakeSubject is the subject of the wake stream.
+	WakeSubject = "hookgate.wake"
 
 	// SubjectPrefix prefixes the partition number in a job's subject.
 	SubjectPrefix = "hookgate.jobs."
@@ -80,6 +121,13 @@ type Job struct {
 	// Trace is the trace context the job's attempts belong to (the
 	// routing of its event); empty when tracing is off.
 	Trace telemetry.Carrier `json:"trace,omitzero"`
+	// Coalesce lets one run cover this job and the coalescing jobs of the
+	// same kind and key right behind it, when they wait together: the
+	// handler gets the latest with the earlier ones in Covers.
+	Coalesce bool `json:"coalesce,omitempty"`
+	// Covers, set only for a Handler, lists the earlier jobs (oldest
+	// first) that this run completes too.
+	Covers []Job `json:"-"`
 }
 
 // DeadJob is a job whose schedule is spent (or that failed permanently).
@@ -120,6 +168,11 @@ type Config struct {
 	DeadBucket  string
 	// PendingEvery is how often Run reports Pending to the observer.
 	PendingEvery time.Duration
+	WakeStream   string // default HOOKGATE_WAKE
+	LaneBucket   string // default hookgate_lanes
+	ParkBucket   string // default hookgate_parked
+	MaxFollowers int    // default DefaultMaxFollowers
+	CoalesceMax  int    // default DefaultCoalesceMax
 }
 
 // FromConfig returns the Config of the config file's retry section.
@@ -159,6 +212,21 @@ func (c *Config) defaults() error {
 	if c.DeadBucket == "" {
 		c.DeadBucket = DefaultDeadBucket
 	}
+	if c.WakeStream == "" {
+		c.WakeStream = DefaultWakeStream
+	}
+	if c.LaneBucket == "" {
+		c.LaneBucket = DefaultLaneBucket
+	}
+	if c.ParkBucket == "" {
+		c.ParkBucket = DefaultParkBucket
+	}
+	if c.MaxFollowers <= 0 {
+		c.MaxFollowers = DefaultMaxFollowers
+	}
+	if c.CoalesceMax <= 0 {
+		c.CoalesceMax = DefaultCoalesceMax
+	}
 	if c.PendingEvery <= 0 {
 		c.PendingEvery = DefaultPendingTick
 	}
@@ -181,11 +249,14 @@ type Observer struct {
 	// Dead reports a dead-lettered job.
 	Dead func(d DeadJob)
 	// Parked reports a job put back to wait for its next attempt, after
-	// a failure or on a delivery that came before it was due: now is
-	// the queue's clock when it decided, next the attempt's time. Until
-	// the clock reaches next, the job's partition sleeps; a test with a
-	// fake clock waits for this instead of sleeping.
+	// a failure or on a delivery that came before it was due, and a job
+	// parked behind its key's head (next is then the head's next_at,
+	// zero while the head runs): now is the queue's clock when it
+	// decided. A test with a fake clock waits for this instead of
+	// sleeping.
 	Parked func(j *Job, now, next time.Time)
+	// Coalesced reports a successful run of j that covered n jobs (n > 1).
+	Coalesced func(j *Job, n int)
 }
 
 // Option configures a Queue.
@@ -202,13 +273,18 @@ func WithObserver(o Observer) Option { return func(q *Queue) { q.obs = o } }
 
 // Queue is a durable job queue. It is safe for concurrent use.
 type Queue struct {
-	js    jetstream.JetStream
-	cfg   Config
-	now   func() time.Time
-	log   *slog.Logger
-	obs   Observer
-	state jetstream.KeyValue
-	dead  jetstream.KeyValue
+	js     jetstream.JetStream
+	cfg    Config
+	now    func() time.Time
+	log    *slog.Logger
+	obs    Observer
+	state  jetstream.KeyValue
+	dead   jetstream.KeyValue
+	lanes  jetstream.KeyValue
+	parked jetstream.KeyValue
+	// legacy: the state bucket holds entries of the version before
+	// lanes; a job starting a lane takes its attempts and next_at over.
+	legacy bool
 }
 
 // New makes sure the jobs stream and the state and dead-letter buckets
@@ -242,6 +318,10 @@ func New(ctx context.Context, js jetstream.JetStream, cfg Config, opts ...Option
 	if err != nil {
 		return nil, fmt.Errorf("jobs: bucket %s: %w", cfg.StateBucket, err)
 	}
+	if st, err := q.state.Status(ctx); err == nil && st.Values() > 0 {
+		// jobs stored by the version before lanes may have a retry state
+		q.legacy = true
+	}
 	q.dead, err = js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
 		Bucket:      cfg.DeadBucket,
 		Description: "hookgate dead-lettered jobs",
@@ -250,6 +330,40 @@ func New(ctx context.Context, js jetstream.JetStream, cfg Config, opts ...Option
 	})
 	if err != nil {
 		return nil, fmt.Errorf("jobs: bucket %s: %w", cfg.DeadBucket, err)
+	}
+	_, err = js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name:        cfg.WakeStream,
+		Description: "hookgate lanes to run (one message per key with work)",
+		Subjects:    []string{WakeSubject},
+		Retention:   jetstream.WorkQueuePolicy,
+		Storage:     jetstream.FileStorage,
+		Duplicates:  cfg.DedupWindow,
+		Replicas:    cfg.Replicas,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("jobs: stream %s: %w", cfg.WakeStream, err)
+	}
+	q.lanes, err = js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket:      cfg.LaneBucket,
+		Description: "hookgate lanes: per key, the head job and the jobs waiting behind it",
+		Storage:     jetstream.FileStorage,
+		Replicas:    cfg.Replicas,
+		// the marker of a key whose lane is done expires (markerTTL):
+		// keys that had work once do not pile up markers forever
+		LimitMarkerTTL: markerTTL,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("jobs: bucket %s: %w", cfg.LaneBucket, err)
+	}
+	q.parked, err = js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket:         cfg.ParkBucket,
+		Description:    "hookgate jobs waiting behind their key's head",
+		Storage:        jetstream.FileStorage,
+		Replicas:       cfg.Replicas,
+		LimitMarkerTTL: markerTTL,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("jobs: bucket %s: %w", cfg.ParkBucket, err)
 	}
 	return q, nil
 }
@@ -297,8 +411,8 @@ func (q *Queue) publish(ctx context.Context, j Job, msgID string) (duplicate boo
 	return ack.Duplicate, nil
 }
 
-// Pending returns the number of stored jobs: waiting, running, or waiting
-// for a retry.
+// Pending returns the number of stored jobs: not yet admitted to their
+// lane, running, waiting for a retry, or waiting behind their key's head.
 func (q *Queue) Pending(ctx context.Context) (int, error) {
 	s, err := q.js.Stream(ctx, q.cfg.Stream)
 	if err != nil {
@@ -308,7 +422,17 @@ func (q *Queue) Pending(ctx context.Context) (int, error) {
 	if err != nil {
 		return 0, fmt.Errorf("jobs: stream %s: %w", q.cfg.Stream, err)
 	}
-	return int(info.State.Msgs), nil
+	n := int(info.State.Msgs)
+	for _, kv := range []jetstream.KeyValue{q.lanes, q.parked} {
+		keys, err := kv.ListKeys(ctx)
+		if err != nil {
+			return 0, fmt.Errorf("jobs: count %s: %w", kv.Bucket(), err)
+		}
+		for range keys.Keys() {
+			n++
+		}
+	}
+	return n, nil
 }
 
 // RetryAfter wraps err so that the next attempt comes after d instead of

@@ -544,19 +544,27 @@ func TestTwoInstances(t *testing.T) {
 	var mu sync.Mutex
 	seen := map[string]int{}
 	by := map[int]int{}
+	last := map[string]int{} // key → last job number run
+	var disorder []string
 	handler := func(inst int) Handler {
 		return func(ctx context.Context, j *Job, attempt int) error {
 			mu.Lock()
 			defer mu.Unlock()
 			seen[j.ID]++
 			by[inst]++
+			if n, err := strconv.Atoi(string(j.Payload)); err == nil {
+				if p, ok := last[j.Key]; ok && n < p {
+					disorder = append(disorder, fmt.Sprintf("%s: %d after %d", j.Key, n, p))
+				}
+				last[j.Key] = n
+			}
 			return nil
 		}
 	}
 	run(t, q1, handler(1))
 	run(t, q2, handler(2))
 	for i := range n {
-		enqueue(t, q1, Job{ID: "job-" + strconv.Itoa(i), Key: "k" + strconv.Itoa(i%50)})
+		enqueue(t, q1, Job{ID: "job-" + strconv.Itoa(i), Key: "k" + strconv.Itoa(i%50), Payload: []byte(strconv.Itoa(i))})
 	}
 	eventually(t, 60*time.Second, "1000 jobs", func() bool { mu.Lock(); defer mu.Unlock(); return len(seen) == n })
 	// One later job per partition: each runs after every job of its
@@ -580,6 +588,9 @@ func TestTwoInstances(t *testing.T) {
 		if c != 1 {
 			t.Errorf("job %s ran %d times; want 1", id, c)
 		}
+	}
+	if len(disorder) > 0 {
+		t.Errorf("jobs out of order per key: %v", disorder)
 	}
 	t.Logf("instance 1 ran %d jobs, instance 2 ran %d", by[1], by[2])
 	if by[1] == 0 || by[2] == 0 {

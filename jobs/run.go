@@ -15,19 +15,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/hookgate/hookgate/events"
-	"github.com/hookgate/hookgate/telemetry"
 )
-
-// state is a job's retry state in the state bucket.
-type state struct {
-	Attempt   int       `json:"attempt"` // attempts made
-	NextAt    time.Time `json:"next_at"`
-	LastError string    `json:"last_error"`
-	FirstAt   time.Time `json:"first_at"`
-	// Trace is the span of the attempt made: the next attempt's span
-	// links to it.
-	Trace telemetry.Carrier `json:"trace,omitzero"`
-}
 
 // errHandBack cancels a handler still running StopGrace after Run's ctx
 // ended; its job goes back to the queue without counting an attempt.
@@ -40,9 +28,10 @@ const (
 )
 
 // Run works off the queue until ctx ends: one durable consumer per
-// partition, each running handler on one job at a time. When ctx ends it
-// stops fetching, gives a running handler StopGrace to finish, then
-// cancels it and hands its job back. It returns nil after a graceful stop,
+// partition admitting jobs to their lanes, and the wake consumer running
+// up to Partitions lanes at once, each one job at a time. When ctx ends it
+// stops fetching, gives running handlers StopGrace to finish, then cancels
+// them and hands their jobs back. It returns nil after a graceful stop,
 // also one that comes while it is still setting up.
 func (q *Queue) Run(ctx context.Context, handler Handler) error {
 	if handler == nil {
@@ -64,7 +53,7 @@ func (q *Queue) run(ctx context.Context, handler Handler) error {
 	for i, p := range parts {
 		cons[i], err = q.js.CreateOrUpdateConsumer(ctx, q.cfg.Stream, jetstream.ConsumerConfig{
 			Durable:       "jobs-" + strconv.Itoa(p),
-			Description:   "hookgate jobs, partition " + strconv.Itoa(p),
+			Description:   "hookgate jobs, partition " + strconv.Itoa(p) + ": admitted to their lanes in order",
 			FilterSubject: subject(p),
 			AckPolicy:     jetstream.AckExplicitPolicy,
 			AckWait:       q.cfg.AckWait,
@@ -76,10 +65,25 @@ func (q *Queue) run(ctx context.Context, handler Handler) error {
 			return fmt.Errorf("jobs: consumer for partition %d: %w", p, err)
 		}
 	}
+	wakeCons, err := q.js.CreateOrUpdateConsumer(ctx, q.cfg.WakeStream, jetstream.ConsumerConfig{
+		Durable:     "wake",
+		Description: "hookgate lanes: one runner per lane",
+		AckPolicy:   jetstream.AckExplicitPolicy,
+		AckWait:     q.cfg.AckWait,
+		// Waiting lanes hold their wake message (NakWithDelay): no limit,
+		// or enough of them would stop every other lane.
+		MaxAckPending: 1 << 20,
+		MaxDeliver:    -1,
+		DeliverPolicy: jetstream.DeliverAllPolicy,
+	})
+	if err != nil {
+		return fmt.Errorf("jobs: wake consumer: %w", err)
+	}
 	var wg sync.WaitGroup
 	for i := range cons {
-		wg.Go(func() { q.work(ctx, parts[i], cons[i], handler) })
+		wg.Go(func() { q.work(ctx, parts[i], cons[i]) })
 	}
+	wg.Go(func() { q.runLanes(ctx, wakeCons, handler) })
 	if q.obs.Pending != nil {
 		wg.Go(func() { q.reportPending(ctx) })
 	}
@@ -128,7 +132,8 @@ func (q *Queue) reportPending(ctx context.Context) {
 	}
 }
 
-func (q *Queue) work(ctx context.Context, part int, cons jetstream.Consumer, h Handler) {
+// work admits the jobs of one partition to their lanes, in order.
+func (q *Queue) work(ctx context.Context, part int, cons jetstream.Consumer) {
 	log := q.log.With("partition", part)
 	for ctx.Err() == nil {
 		msg, err := events.FetchOne(ctx, cons, fetchWait)
@@ -140,96 +145,68 @@ func (q *Queue) work(ctx context.Context, part int, cons jetstream.Consumer, h H
 		if msg == nil {
 			continue
 		}
-		if ctx.Err() != nil {
-			// Fetched while stopping: hand it back at once.
-			_ = msg.Nak()
-			return
-		}
-		q.process(ctx, msg, h)
+		q.ingest(ctx, msg)
 	}
 }
 
-// process runs one delivery of a job.
-func (q *Queue) process(ctx context.Context, msg jetstream.Msg, h Handler) {
+// ingest admits one partition message to its lane and acknowledges it.
+func (q *Queue) ingest(ctx context.Context, msg jetstream.Msg) {
 	var j Job
 	if err := json.Unmarshal(msg.Data(), &j); err != nil || j.ID == "" {
 		q.log.Error("unreadable job, dropped", "subject", msg.Subject(), "err", err)
 		_ = msg.TermWithReason("unreadable job")
 		return
 	}
-	log := q.log.With("job", j.ID, "kind", j.Kind)
-	key := kvKey(j.ID)
-	// KV and ack operations finish even while stopping.
+	// Admitting finishes even while stopping: it takes milliseconds.
 	octx, cancel := context.WithTimeout(context.WithoutCancel(ctx), opTimeout)
-	st, stored, err := q.loadState(octx, key)
-	cancel()
-	if err != nil {
-		log.Warn("read job state", "err", err)
-		_ = msg.NakWithDelay(errorPause)
-		return
-	}
-	now := q.now()
-	if st.NextAt.After(now) {
-		// Not due yet (a redelivery, a restart, or a recheck).
-		_ = msg.NakWithDelay(min(st.NextAt.Sub(now), q.cfg.Recheck))
-		q.observeParked(&j, now, st.NextAt)
-		return
-	}
-	attempt := st.Attempt + 1
-	if st.FirstAt.IsZero() {
-		st.FirstAt = now
-	}
-	last := attempt > len(q.cfg.Schedule)
-	sctx, span := startAttempt(ctx, &j, attempt, last, st.Trace)
-	start := time.Now()
-	herr, handedBack := q.runHandler(sctx, msg, h, &j, attempt, last)
-	took := time.Since(start)
-	defer span.End()
-	octx, cancel = context.WithTimeout(context.WithoutCancel(ctx), opTimeout)
 	defer cancel()
+	if err := q.admit(octx, &j); err != nil {
+		pause := errorPause
+		if errors.Is(err, errLaneFull) {
+			pause = q.cfg.Recheck
+		}
+		q.log.Warn("admit job; it waits on its partition", "job", j.ID, "key", j.Key, "err", err)
+		_ = msg.NakWithDelay(pause)
+		return
+	}
+	if err := msg.DoubleAck(octx); err != nil {
+		// Redelivered: admit finds it in its lane (or runs it again
+		// when the lane is done: at least once).
+		q.log.Warn("ack admitted job", "job", j.ID, "err", err)
+	}
+}
 
-	if herr == nil {
-		if err := msg.DoubleAck(octx); err != nil {
-			// The job ran; if the ack was lost it runs again (at least once).
-			log.Warn("ack job", "err", err)
+// runLanes fetches wake messages and runs their lanes, up to Partitions
+// at once.
+func (q *Queue) runLanes(ctx context.Context, cons jetstream.Consumer, h Handler) {
+	slots := make(chan struct{}, q.cfg.Partitions)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	for ctx.Err() == nil {
+		select {
+		case slots <- struct{}{}:
+		case <-ctx.Done():
+			return
 		}
-		if stored {
-			if err := q.state.Purge(octx, key); err != nil {
-				log.Warn("clear job state", "err", err)
+		msg, err := events.FetchOne(ctx, cons, fetchWait)
+		if err != nil || msg == nil {
+			<-slots
+			if err != nil {
+				q.log.Warn("fetch wake", "err", err)
+				events.Pause(ctx, errorPause)
 			}
+			continue
 		}
-		q.observeAttempt(&j, attempt, nil, took)
-		endAttempt(span, "ok")
-		return
+		if ctx.Err() != nil {
+			_ = msg.Nak()
+			<-slots
+			return
+		}
+		wg.Go(func() {
+			defer func() { <-slots }()
+			q.runLane(ctx, msg, h)
+		})
 	}
-	if handedBack {
-		endAttempt(span, "handed_back")
-		log.Info("job handed back", "attempt", attempt)
-		_ = msg.Nak()
-		return
-	}
-	q.observeAttempt(&j, attempt, herr, took)
-	now = q.now()
-	if last || IsPermanent(herr) {
-		endAttempt(span, "dead")
-		q.deadLetter(octx, msg, &j, st, attempt, herr, now)
-		return
-	}
-	endAttempt(span, "retry")
-	delay := q.cfg.Schedule[attempt-1]
-	if d, ok := RetryDelay(herr); ok && d > 0 {
-		delay = d
-	}
-	st.Attempt, st.NextAt, st.LastError = attempt, now.Add(delay), herr.Error()
-	st.Trace = telemetry.CarrierOf(span.SpanContext())
-	if err := q.saveState(octx, key, st); err != nil {
-		// Without the state the attempt is not counted: it runs again
-		// with the same number after the delay.
-		log.Warn("save job state", "err", err)
-	}
-	log.InfoContext(sctx, "job attempt failed", "attempt", attempt, "next_at", st.NextAt, "err", herr)
-	_ = msg.NakWithDelay(min(delay, q.cfg.Recheck))
-	q.observeParked(&j, now, st.NextAt)
 }
 
 func (q *Queue) observeParked(j *Job, now, next time.Time) {
@@ -284,52 +261,21 @@ func (q *Queue) runHandler(ctx context.Context, msg jetstream.Msg, h Handler, j 
 	}
 }
 
-func (q *Queue) loadState(ctx context.Context, key string) (st state, stored bool, err error) {
-	e, err := q.state.Get(ctx, key)
-	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return state{}, false, nil
-	}
-	if err != nil {
-		return state{}, false, err
-	}
-	if err := json.Unmarshal(e.Value(), &st); err != nil {
-		q.log.Warn("unreadable job state, starting over", "key", key, "err", err)
-		return state{}, true, nil
-	}
-	return st, true, nil
-}
-
-func (q *Queue) saveState(ctx context.Context, key string, st state) error {
-	b, err := json.Marshal(st)
+// deadLetter stores the job in the dead bucket. If that fails the caller
+// leaves the job where it is and the same attempt runs again later.
+func (q *Queue) deadLetter(ctx context.Context, j *Job, firstAt time.Time, attempt int, herr error, now time.Time) error {
+	d := DeadJob{Job: *j, Attempts: attempt, LastError: herr.Error(), FirstAt: firstAt, DeadAt: now}
+	d.Job.Covers = nil
+	b, err := json.Marshal(d)
 	if err != nil {
 		return err
 	}
-	_, err = q.state.Put(ctx, key, b)
-	return err
-}
-
-// deadLetter stores the job in the dead bucket and removes it from the
-// queue. If the dead bucket cannot be written the job stays queued and the
-// same attempt runs again later.
-func (q *Queue) deadLetter(ctx context.Context, msg jetstream.Msg, j *Job, st state, attempt int, herr error, now time.Time) {
-	d := DeadJob{Job: *j, Attempts: attempt, LastError: herr.Error(), FirstAt: st.FirstAt, DeadAt: now}
-	b, err := json.Marshal(d)
-	if err == nil {
-		_, err = q.dead.Put(ctx, kvKey(j.ID), b)
-	}
-	if err != nil {
-		q.log.Error("dead-letter job", "job", j.ID, "err", err)
-		_ = msg.NakWithDelay(errorPause)
-		return
-	}
-	if err := q.state.Purge(ctx, kvKey(j.ID)); err != nil {
-		q.log.Warn("clear job state", "job", j.ID, "err", err)
-	}
-	if err := msg.TermWithReason("dead-lettered"); err != nil {
-		q.log.Warn("term dead job", "job", j.ID, "err", err)
+	if _, err := q.dead.Put(ctx, kvKey(j.ID), b); err != nil {
+		return err
 	}
 	q.log.Warn("job dead-lettered", "job", j.ID, "kind", j.Kind, "attempts", attempt, "err", herr)
 	if q.obs.Dead != nil {
 		q.obs.Dead(d)
 	}
+	return nil
 }

@@ -26,6 +26,16 @@ func startAttempt(ctx context.Context, j *Job, attempt int, last bool, prev tele
 			Attributes:  []attribute.KeyValue{attribute.String(telemetry.AttrLinkReason, "previous attempt")},
 		}))
 	}
+	// A coalesced run completes earlier jobs too: it links to their
+	// events' routing, so each of those traces leads here.
+	for i := range j.Covers {
+		if sc := telemetry.SpanContext(j.Covers[i].Trace); sc.IsValid() {
+			opts = append(opts, trace.WithLinks(trace.Link{
+				SpanContext: sc,
+				Attributes:  []attribute.KeyValue{attribute.String(telemetry.AttrLinkReason, "coalesced job")},
+			}))
+		}
+	}
 	ctx, span := telemetry.Start(ctx, telemetry.SpanJob+j.Kind, opts...)
 	if span.IsRecording() {
 		span.SetAttributes(

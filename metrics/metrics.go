@@ -42,6 +42,9 @@ type Metrics struct {
 	breaker       *prometheus.GaugeVec
 	secrets       *prometheus.CounterVec
 	secretMissing *prometheus.CounterVec
+	batchSize     *prometheus.HistogramVec
+	coalesced     *prometheus.CounterVec
+	routeLag      *prometheus.GaugeVec
 }
 
 var _ outbound.Observer = (*Metrics)(nil)
@@ -97,6 +100,19 @@ func New() *Metrics {
 			Namespace: namespace, Name: "secret_cache_total",
 			Help: "Secret lookups by result (hit, miss, stale, error).",
 		}, []string{"result"}),
+		batchSize: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Namespace: namespace, Name: "batch_commands",
+			Help:    "Commands per Bitrix24 request made for routes, by portal (1 = a call alone, up to 50 in a batch).",
+			Buckets: []float64{1, 2, 5, 10, 20, 30, 40, 49, 50},
+		}, []string{"portal"}),
+		coalesced: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace, Name: "coalesced_events_total",
+			Help: "Events served by another event's call and delivery (coalesce: latest), by route.",
+		}, []string{"route"}),
+		routeLag: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: namespace, Name: "route_lag_seconds",
+			Help: "Age of the event of a route's most recently finished job (the oldest of a coalesced one): how far behind the route runs.",
+		}, []string{"route"}),
 	}
 	m.reg.MustRegister(
 		collectors.NewGoCollector(),
@@ -104,6 +120,7 @@ func New() *Metrics {
 		m.inbound, m.inboundDur, m.outbound, m.outboundDur,
 		m.jobsPending, m.jobsDead, m.historyRows, m.spoolBytes,
 		m.breaker, m.secrets, m.secretMissing,
+		m.batchSize, m.coalesced, m.routeLag,
 	)
 	return m
 }
@@ -181,3 +198,19 @@ func (m *Metrics) JobReplayed() { m.jobsDead.Dec() }
 // SetJobsDead sets the number of dead-lettered jobs, e.g. from the
 // dead-letter list at start.
 func (m *Metrics) SetJobsDead(n int) { m.jobsDead.Set(float64(n)) }
+
+// BatchSize observes the commands of one request a portal's Batcher sent.
+func (m *Metrics) BatchSize(portal string, n int) {
+	m.batchSize.WithLabelValues(portal).Observe(float64(n))
+}
+
+// Coalesced counts the events a coalesced delivery of route covered
+// beyond the one it delivered (routes.Observer.Coalesced).
+func (m *Metrics) Coalesced(route string, n int) {
+	m.coalesced.WithLabelValues(route).Add(float64(n - 1))
+}
+
+// RouteLag sets how far behind a route runs (routes.Observer.Lag).
+func (m *Metrics) RouteLag(route string, age time.Duration) {
+	m.routeLag.WithLabelValues(route).Set(age.Seconds())
+}

@@ -26,6 +26,10 @@ var families = []string{
 	"hookgate_history_spool_bytes",
 	"hookgate_breaker_state",
 	"hookgate_secret_cache_total",
+	// issue 17
+	"hookgate_batch_commands",
+	"hookgate_coalesced_events_total",
+	"hookgate_route_lag_seconds",
 }
 
 func scrape(t *testing.T, m *metrics.Metrics) string {
@@ -53,7 +57,7 @@ func sampleValue(text, family string) (float64, bool) {
 	re := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(family) + `(_count)?(\{[^}]*\})? (\S+)$`)
 	best, found := 0.0, false
 	for _, m := range re.FindAllStringSubmatch(text, -1) {
-		if strings.HasSuffix(family, "_seconds") && m[1] == "" {
+		if strings.HasSuffix(family, "_duration_seconds") && m[1] == "" { // histograms: their _count
 			continue
 		}
 		v, err := strconv.ParseFloat(m[3], 64)
@@ -77,6 +81,9 @@ func TestEveryFamilyNonZero(t *testing.T) {
 	m.HistoryRows("written", 10)
 	m.SpoolBytes(4096)
 	m.Secret("hit")
+	m.BatchSize("main", 50)
+	m.Coalesced("deal-sync", 5)
+	m.RouteLag("deal-sync", 1500*time.Millisecond)
 
 	text := scrape(t, m)
 	for _, f := range families {
@@ -93,6 +100,9 @@ func TestEveryFamilyNonZero(t *testing.T) {
 		`hookgate_breaker_state{portal="main"} 2`,
 		`hookgate_history_rows_total{result="written"} 10`,
 		`hookgate_secret_cache_total{result="hit"} 1`,
+		`hookgate_batch_commands_sum{portal="main"} 50`,
+		`hookgate_coalesced_events_total{route="deal-sync"} 4`,
+		`hookgate_route_lag_seconds{route="deal-sync"} 1.5`,
 		`go_goroutines `,
 	} {
 		if !strings.Contains(text, want) {

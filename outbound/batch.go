@@ -46,6 +46,7 @@ func (b *Bitrix24) Batch(ctx context.Context, cmds []BatchCmd, halt bool) (*Batc
 	}
 	seen := map[string]bool{}
 	names := make([]string, 0, len(cmds)) // for the call's span
+	methods := map[string]string{}
 	for i, c := range cmds {
 		key := c.Key
 		if key == "" {
@@ -55,6 +56,7 @@ func (b *Bitrix24) Batch(ctx context.Context, cmds []BatchCmd, halt bool) (*Batc
 			return nil, fmt.Errorf("batch: duplicate command key %q", key)
 		}
 		seen[key] = true
+		methods[key] = c.Method
 		if strings.ContainsAny(key, "[]&=") {
 			return nil, fmt.Errorf("batch: bad command key %q", key)
 		}
@@ -115,6 +117,20 @@ func (b *Bitrix24) Batch(ctx context.Context, cmds []BatchCmd, halt bool) (*Batc
 	}
 	if err := members(raw.ResultTime, out.Times); err != nil {
 		return nil, fmt.Errorf("batch: read result_time: %w", err)
+	}
+	// The batch took one token; its commands count towards their own
+	// methods' operating time: hold a method near or at its limit.
+	for k, m := range methods {
+		t, ok := out.Times[k]
+		if ok {
+			b.noteTime(m, &t)
+		}
+		if e := out.Errors[k]; e != nil {
+			if ok && e.Time == nil && e.Code == CodeOperationTimeLimit {
+				e.Time = &t
+			}
+			b.noteOperating(m, e)
+		}
 	}
 	return out, nil
 }

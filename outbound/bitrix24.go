@@ -258,7 +258,8 @@ func NewBitrix24(p config.Portal, secret SecretFunc, opts ...Option) (*Bitrix24,
 		Timeout:     o.breakerOpen,
 		ReadyToTrip: func(c gobreaker.Counts) bool { return c.ConsecutiveFailures >= max(o.breakerTrip, 1) },
 		IsSuccessful: func(err error) bool {
-			return err == nil || !IsTransient(err) || isCode(err, CodeOperationTimeLimit)
+			// the portal's limits say "slow down", not "down"
+			return err == nil || !IsTransient(err) || isCode(err, CodeOperationTimeLimit) || isCode(err, CodeQueryLimitExceeded)
 		},
 		IsExcluded: func(err error) bool { return errors.Is(err, context.Canceled) },
 		OnStateChange: func(name string, from, to gobreaker.State) {
@@ -606,6 +607,7 @@ func (b *Bitrix24) attempt(ctx context.Context, method, body string) (a attemptR
 	}
 	if err != nil {
 		b.noteOperating(method, err)
+		b.noteQueryLimit(err)
 		a.err = err
 		a.row.Error = errorCode(err)
 		return a

@@ -17,7 +17,31 @@ import (
 
 var clientSpan = []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindClient)}
 
-const batchKey ctxKey = 100
+const (
+	batchKey ctxKey = 100 + iota
+	batchLinksKey
+)
+
+// withBatchLinks returns ctx carrying the spans of the other callers whose
+// calls a Batcher's batch request serves: the batch's span (in the first
+// caller's trace) links to each of them, so every event's trace leads to
+// the request that made its call.
+func withBatchLinks(ctx context.Context, callers []context.Context) context.Context {
+	if !telemetry.Enabled() {
+		return ctx
+	}
+	var links []trace.Link
+	for _, c := range callers {
+		if sc := trace.SpanContextFromContext(c); sc.IsValid() {
+			links = append(links, trace.Link{SpanContext: sc,
+				Attributes: []attribute.KeyValue{attribute.String(telemetry.AttrLinkReason, "batched call")}})
+		}
+	}
+	if len(links) == 0 {
+		return ctx
+	}
+	return context.WithValue(ctx, batchLinksKey, links)
+}
 
 // withBatchCommands returns ctx carrying the commands of a batch call
 // ("key=method"), for its span.
@@ -40,6 +64,9 @@ func (b *Bitrix24) startAttempt(ctx context.Context, method string, attempt int,
 			SpanContext: prev,
 			Attributes:  []attribute.KeyValue{attribute.String(telemetry.AttrLinkReason, "previous attempt")},
 		}))
+	}
+	if links, ok := ctx.Value(batchLinksKey).([]trace.Link); ok {
+		opts = append(opts[:len(opts):len(opts)], trace.WithLinks(links...))
 	}
 	ctx, span := telemetry.Start(ctx, telemetry.SpanBitrix24+method, opts...)
 	if span.IsRecording() {

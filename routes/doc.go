@@ -13,7 +13,9 @@
 //     the same job id and Nats-Msg-Id and is stored once;
 //   - Job.Key = <source id> "/" <rendered key template> (default
 //     {{ param "data[FIELDS][ID]" }}): jobs of one entity run in order,
-//     other entities in parallel on retry.workers partitions;
+//     other entities in parallel, up to retry.workers at once; a job
+//     waiting for its retry holds back only its own entity (package jobs:
+//     lanes; docs/reliability.md "Per-key order");
 //   - the inbound message is acknowledged only after all its jobs are
 //     stored; if storing fails it is redelivered and the jobs already
 //     stored de-duplicate.
@@ -29,7 +31,12 @@
 // A job renders call.params (Go text/template over the event: `.` is the
 // hookgate.Event, `param "data[FIELDS][ID]"` reads data.params, `json
 // "a.b.0.c"` reads data.json), calls the portal with the event id and
-// attempt in its context (history rows carry the event_id), then POSTs the
+// attempt in its context (history rows carry the event_id) through the
+// portal's outbound.Batcher (Deps.Batchers): the calls of jobs running at
+// once are gathered into one Bitrix24 batch request of up to 50 commands
+// (halt=0), sent when the portal's bucket has a token, each command's
+// result or error going back to its own job, so a failed command retries
+// only that job; a route with call.batch: false calls alone. Then it POSTs the
 // event with data.enrichment = {"portal", "method", "result"} to
 // deliver.url, signed per Standard Webhooks with webhook-id = the job id,
 // stable across retries. Failures are retried on retry.schedule: transient
@@ -37,6 +44,24 @@
 // or 503, Bitrix24's Retry-After, or OPERATION_TIME_LIMIT's reset time)
 // sets the next attempt's time. Permanent Bitrix24 errors and template
 // errors dead-letter the job at once.
+//
+// # Coalescing
+//
+// A route with coalesce: latest marks its jobs Job.Coalesce: jobs of one
+// key that wait together behind a running or retrying job of that key
+// are run once, as the latest of them with the others in Job.Covers. The
+// run makes one call and one delivery of the latest event (the entity's
+// latest state), with data.coalesced = the covered event ids, oldest
+// first, its own last, and webhook-id = the latest job's id; each covered
+// event gets its own delivery history row (delivery.Meta.Covers). Without
+// it every event is delivered. Config validation allows it on read calls
+// only (*.get, *.list).
+//
+// # Metrics
+//
+// Deps.Observe reports coalesced runs (hookgate_coalesced_events_total)
+// and, when a job is done, its event's age (hookgate_route_lag_seconds);
+// the Batcher reports commands per request (hookgate_batch_commands).
 //
 // # 410 Gone
 //
@@ -59,8 +84,9 @@
 //	disabled, err := routes.DisabledBucket(ctx, js, 1)
 //	portals := map[string]*outbound.Bitrix24{} // one client per cfg.Portals entry,
 //	// outbound.NewBitrix24(p, secretFunc, outbound.WithRecorder(historyWriter), ...)
+//	batchers := map[string]*outbound.Batcher{} // outbound.NewBatcher(c, p.BatchWait.D(), p.BatchSize)
 //	eng, err := routes.New(cfg.Routes, routes.Deps{
-//		Queue: q, Portals: portals, Secrets: store /* *vault.Store */,
+//		Queue: q, Portals: portals, Batchers: batchers, Secrets: store /* *vault.Store */,
 //		Recorder: historyWriter, Logger: log, Disabled: disabled,
 //		Stream: cfg.Bus.Stream,
 //	})

@@ -47,7 +47,12 @@ type Secrets interface {
 type Deps struct {
 	Queue   *jobs.Queue                   // required
 	Portals map[string]*outbound.Bitrix24 // by portal id; one per portal a route calls
-	Secrets Secrets                       // required when a route delivers
+	// Batchers gather route calls to a portal into batch requests (by
+	// portal id); a portal without one is called one call at a time.
+	Batchers map[string]*outbound.Batcher
+	// Observe receives routing metrics; nil fields are skipped.
+	Observe Observer
+	Secrets Secrets // required when a route delivers
 	// Disabled is the KV bucket of disabled routes (DisabledBucket);
 	// required when a route delivers.
 	Disabled jetstream.KeyValue
@@ -396,11 +401,12 @@ func (e *Engine) Jobs(ev *hookgate.Event, raw []byte) ([]jobs.Job, error) {
 			return nil, err
 		}
 		out = append(out, jobs.Job{
-			ID:      ev.ID + "/" + r.cfg.Name,
-			Kind:    JobKind,
-			Key:     source + "/" + key,
-			EventID: ev.ID,
-			Payload: p,
+			ID:       ev.ID + "/" + r.cfg.Name,
+			Kind:     JobKind,
+			Key:      source + "/" + key,
+			EventID:  ev.ID,
+			Payload:  p,
+			Coalesce: r.cfg.Coalesce == config.CoalesceLatest,
 		})
 	}
 	return out, nil

@@ -175,6 +175,7 @@ type env struct {
 	routes   []config.Route
 	jobsCfg  jobs.Config
 	nbarrier int // barrier events published
+	batchers map[string]*outbound.Batcher
 
 	q      *jobs.Queue
 	eng    *routes.Engine
@@ -235,7 +236,7 @@ func (e *env) start() {
 		e.t.Fatal(err)
 	}
 	eng, err := routes.New(e.routes, routes.Deps{
-		Queue: q, Portals: map[string]*outbound.Bitrix24{"main": e.portal},
+		Queue: q, Portals: map[string]*outbound.Bitrix24{"main": e.portal}, Batchers: e.batchers,
 		Secrets: secrets{signingRef: signingSecret}, Disabled: kv,
 		Recorder: e.rec, Logger: testLogger(),
 	})

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -131,8 +132,17 @@ func (e *Engine) routeMsg(ctx context.Context, msg jetstream.Msg) {
 }
 
 // Handle runs one route job: the Bitrix24 call, then the delivery. It is
-// the jobs.Handler Run gives the queue.
+// the jobs.Handler Run gives the queue. A coalesced run (j.Covers) makes
+// one call and one delivery of the latest event for all of them.
 func (e *Engine) Handle(ctx context.Context, j *jobs.Job, attempt int) error {
+	err := e.handle(ctx, j, attempt)
+	if err == nil || jobs.IsPermanent(err) || jobs.LastAttempt(ctx) {
+		e.finished(j)
+	}
+	return err
+}
+
+func (e *Engine) handle(ctx context.Context, j *jobs.Job, attempt int) error {
 	var p payload
 	if err := json.Unmarshal(j.Payload, &p); err != nil {
 		return jobs.Permanent(fmt.Errorf("unreadable route job: %w", err))
@@ -168,7 +178,7 @@ func (e *Engine) Handle(ctx context.Context, j *jobs.Job, attempt int) error {
 		if c.Idempotent {
 			cctx = outbound.WithIdempotent(cctx)
 		}
-		res, err := e.deps.Portals[c.Portal].Call(cctx, c.Method, params)
+		res, err := e.call(cctx, r, params)
 		if err != nil {
 			return e.callError(ctx, c.Portal, c.Method, err)
 		}
@@ -187,7 +197,11 @@ func (e *Engine) Handle(ctx context.Context, j *jobs.Job, attempt int) error {
 	if d == nil {
 		return nil
 	}
-	body, err := enrich(p.Event, enrichment)
+	var covers []string
+	for _, c := range j.Covers {
+		covers = append(covers, c.EventID)
+	}
+	body, err := enrich(p.Event, enrichment, covers)
 	if err != nil {
 		return jobs.Permanent(err)
 	}
@@ -198,6 +212,7 @@ func (e *Engine) Handle(ctx context.Context, j *jobs.Job, attempt int) error {
 	dctx := delivery.WithMeta(ctx, delivery.Meta{
 		Source: r.cfg.Name, Event: event, EventID: ev.ID,
 		Attempt: attempt, Last: jobs.LastAttempt(ctx), Timeout: d.Timeout.D(),
+		Covers: covers,
 	})
 	_, err = e.deps.Delivery.Deliver(dctx, d.URL, secret, j.ID, body)
 	switch {
@@ -238,9 +253,11 @@ func (e *Engine) callError(ctx context.Context, portal, method string, err error
 }
 
 // enrich returns the event with data.enrichment set (the event unchanged
-// when there is none), keeping every member of the original.
-func enrich(raw json.RawMessage, enrichment map[string]any) ([]byte, error) {
-	if enrichment == nil {
+// when there is none), keeping every member of the original. A coalesced
+// delivery also lists, in data.coalesced, the ids of the earlier events
+// it covers followed by its own.
+func enrich(raw json.RawMessage, enrichment map[string]any, covers []string) ([]byte, error) {
+	if enrichment == nil && len(covers) == 0 {
 		return raw, nil
 	}
 	var ev map[string]json.RawMessage
@@ -256,11 +273,25 @@ func enrich(raw json.RawMessage, enrichment map[string]any) ([]byte, error) {
 	if data == nil {
 		data = map[string]json.RawMessage{}
 	}
-	en, err := marshal(enrichment)
-	if err != nil {
-		return nil, fmt.Errorf("enrich event: %w", err)
+	if enrichment != nil {
+		en, err := marshal(enrichment)
+		if err != nil {
+			return nil, fmt.Errorf("enrich event: %w", err)
+		}
+		data["enrichment"] = en
 	}
-	data["enrichment"] = en
+	if len(covers) > 0 {
+		var id string
+		if err := json.Unmarshal(ev["id"], &id); err != nil {
+			return nil, fmt.Errorf("enrich event: id: %w", err)
+		}
+		ids, err := marshal(append(slices.Clone(covers), id))
+		if err != nil {
+			return nil, fmt.Errorf("enrich event: %w", err)
+		}
+		data["coalesced"] = ids
+	}
+	var err error
 	if ev["data"], err = marshal(data); err != nil {
 		return nil, fmt.Errorf("enrich event: %w", err)
 	}
@@ -277,4 +308,62 @@ func marshal(v any) ([]byte, error) {
 		return nil, err
 	}
 	return bytes.TrimSuffix(b.Bytes(), []byte("\n")), nil
+}
+
+// call makes a route's Bitrix24 call: a read inside the portal's next
+// batch request; alone when the portal has no batcher, the route says
+// call.batch: false, or the method writes (a write keeps the client's
+// ambiguous-write handling, which a batch request cannot give it).
+func (e *Engine) call(ctx context.Context, r *route, params map[string]any) (*outbound.Result, error) {
+	c := r.cfg.Call
+	if bt := e.deps.Batchers[c.Portal]; bt != nil && (c.Batch == nil || *c.Batch) && !outbound.IsWrite(c.Method) {
+		return bt.Call(ctx, c.Method, params)
+	}
+	return e.deps.Portals[c.Portal].Call(ctx, c.Method, params)
+}
+
+// Observer receives routing metrics. Its functions are called from job
+// workers and must not block.
+type Observer struct {
+	// Coalesced reports a delivery that covered n events of route (n > 1).
+	Coalesced func(route string, n int)
+	// Lag reports, when a job of route is done (delivered, or
+	// dead-lettered), how old its event is: under a backlog, how far
+	// behind the route runs.
+	Lag func(route string, age time.Duration)
+}
+
+// finished reports a job that left the queue to the observer.
+func (e *Engine) finished(j *jobs.Job) {
+	o := e.deps.Observe
+	if o.Coalesced == nil && o.Lag == nil {
+		return
+	}
+	var p struct {
+		Route string `json:"route"`
+		Event struct {
+			Time time.Time `json:"time"`
+		} `json:"event"`
+	}
+	if json.Unmarshal(j.Payload, &p) != nil {
+		return
+	}
+	if o.Coalesced != nil && len(j.Covers) > 0 {
+		o.Coalesced(p.Route, len(j.Covers)+1)
+	}
+	if o.Lag != nil && !p.Event.Time.IsZero() {
+		// The oldest event of a coalesced run is the first covered one.
+		t := p.Event.Time
+		if len(j.Covers) > 0 {
+			var first struct {
+				Event struct {
+					Time time.Time `json:"time"`
+				} `json:"event"`
+			}
+			if json.Unmarshal(j.Covers[0].Payload, &first) == nil && !first.Event.Time.IsZero() {
+				t = first.Event.Time
+			}
+		}
+		o.Lag(p.Route, max(e.now().Sub(t), 0))
+	}
 }

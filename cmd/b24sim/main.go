@@ -51,7 +51,10 @@ add, update) and batch, with Bitrix24's answers and error codes. Like a
 real portal it enforces the leaky bucket
 (-rate-x requests at once, draining -rate-y per second; past it: 503
 QUERY_LIMIT_EXCEEDED) and the per-method operating limit (429
-OPERATION_TIME_LIMIT). Nothing is kept when it stops.
+OPERATION_TIME_LIMIT). A batch (up to 50 commands) counts once towards
+the bucket; each of its commands counts towards its own method's
+operating limit and has its own result, result_error and result_time.
+Nothing is kept when it stops.
 
 By default it starts with a demo CRM: deals 1-3, contacts 1-3 and leads
 1-3. Point a hookgate portal at it and call it:

@@ -112,8 +112,10 @@ portals:
 routes:
   - name: deal-get
     on: {source: b24, event: ONCRMDEALADD}
-    call: {portal: main, method: crm.deal.get, params: {id: '{{ param "data[FIELDS][ID]" }}'}}
+    call: {portal: main, method: crm.deal.get, params: {id: '{{ param "data[FIELDS][ID]" }}'}, batch: false}
 `, chAddr, db, simURL))
+	// batch: false: each route call is one request with one row, as each
+	// call of `hookgate call` is (batched route calls: TestMassUpdate)
 	os.WriteFile(filepath.Join(dir, "secrets.yaml"), []byte(
 		"b24/main: {token: "+callPortalSecret+"}\nb24/app: {token: call-app-token-2b6n}\nadmin/token: {token: call-admin-token-9c3v}\n"), 0o600)
 	g := startGateway(t, path)

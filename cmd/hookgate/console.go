@@ -44,7 +44,7 @@ func (s *server) newConsole(api *admin.API, providers []string, checks map[strin
 		Dead:      countedReplays{s.queue, s.metrics.JobReplayed},
 		Routes:    s.engine,
 		RouteLag: func(ctx context.Context) (console.Lag, error) {
-			return routeLag(ctx, js, stream, s.queue.Config().Stream)
+			return routeLag(ctx, js, stream, s.queue)
 		},
 		Checks:  checks,
 		Metrics: s.metrics.Registry(),
@@ -69,10 +69,48 @@ const (
 )
 
 // routeLag is the console's view of how far the routes are behind: the
-// events the routes consumer has not yet acknowledged, and the jobs stored
-// in the job queue (waiting, running or waiting for a retry) by route,
-// read oldest first, at most lagMaxJobs within lagMaxPeriod.
-func routeLag(ctx context.Context, js jetstream.JetStream, eventStream, jobStream string) (console.Lag, error) {
+// events the routes consumer has not yet acknowledged, and the jobs of
+// the job queue by route: those stored and not yet admitted to their
+// key's lane (read oldest first), then those held in lanes (running,
+// waiting for a retry, or behind their key's head); at most lagMaxJobs
+// of each within lagMaxPeriod.
+func routeLag(ctx context.Context, js jetstream.JetStream, eventStream string, q *jobs.Queue) (console.Lag, error) {
+	lag, err := storedLag(ctx, js, eventStream, q.Config().Stream)
+	if err != nil || lag.Partial {
+		return lag, err
+	}
+	hctx, cancel := context.WithTimeout(ctx, lagMaxPeriod)
+	defer cancel()
+	read := 0
+	err = q.Held(hctx, func(j *jobs.Job, queued time.Time) bool {
+		if read >= lagMaxJobs {
+			lag.Partial = true
+			return false
+		}
+		read++
+		var p struct {
+			Route string `json:"route"`
+		}
+		if j.Kind != routes.JobKind || json.Unmarshal(j.Payload, &p) != nil || p.Route == "" {
+			return true // not a route job
+		}
+		rj := lag.Jobs[p.Route]
+		rj.Waiting++
+		if rj.Oldest.IsZero() || (!queued.IsZero() && queued.Before(rj.Oldest)) {
+			rj.Oldest = queued
+		}
+		lag.Jobs[p.Route] = rj
+		return true
+	})
+	if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
+		lag.Partial, err = true, nil
+	}
+	return lag, err
+}
+
+// storedLag is routeLag's part of the inbound stream and of the jobs
+// stream.
+func storedLag(ctx context.Context, js jetstream.JetStream, eventStream, jobStream string) (console.Lag, error) {
 	lag := console.Lag{Jobs: map[string]console.RouteJobs{}}
 	cons, err := js.Consumer(ctx, eventStream, routes.DefaultConsumer)
 	switch {

@@ -28,11 +28,11 @@ func TestRouteLag(t *testing.T) {
 	}
 	defer bus.Close()
 	js := bus.JetStream()
-	q, err := jobs.New(ctx, js, jobs.Config{Partitions: 4})
+	q, err := jobs.New(ctx, js, jobs.Config{Partitions: 4, StopGrace: 100 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
-	lag, err := routeLag(ctx, js, cfg.Stream, q.Config().Stream)
+	lag, err := routeLag(ctx, js, cfg.Stream, q)
 	if err != nil || len(lag.Jobs) != 0 || lag.Events != 0 || lag.Partial {
 		t.Fatalf("routeLag on an empty queue = %+v, %v", lag, err)
 	}
@@ -47,12 +47,33 @@ func TestRouteLag(t *testing.T) {
 	if err := q.Enqueue(ctx, jobs.Job{ID: "other", Kind: "other", Payload: []byte(`{}`)}); err != nil {
 		t.Fatal(err)
 	}
-	lag, err = routeLag(ctx, js, cfg.Stream, q.Config().Stream)
+	lag, err = routeLag(ctx, js, cfg.Stream, q)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if d, l := lag.Jobs["deal-sync"], lag.Jobs["lead-sync"]; d.Waiting != 3 || l.Waiting != 1 || len(lag.Jobs) != 2 || lag.Partial ||
 		d.Oldest.Before(before) || d.Oldest.After(time.Now()) {
 		t.Errorf("routeLag = %+v; want deal-sync 3, lead-sync 1, stored just now", lag)
+	}
+
+	// Admitted to their keys' lanes and running (the handler holds them),
+	// the jobs have left the jobs stream and still count.
+	rctx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() {
+		done <- q.Run(rctx, func(hctx context.Context, _ *jobs.Job, _ int) error { <-hctx.Done(); return hctx.Err() })
+	}()
+	defer func() { stop(); <-done }()
+	waitFor(t, "the jobs admitted to their lanes", 10*time.Second, func() bool {
+		st, err := js.Stream(ctx, q.Config().Stream)
+		return err == nil && st.CachedInfo().State.Msgs == 0
+	})
+	lag, err = routeLag(ctx, js, cfg.Stream, q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d, l := lag.Jobs["deal-sync"], lag.Jobs["lead-sync"]; d.Waiting != 3 || l.Waiting != 1 || len(lag.Jobs) != 2 || lag.Partial ||
+		d.Oldest.Before(before) || d.Oldest.After(time.Now()) {
+		t.Errorf("routeLag of admitted jobs = %+v; want deal-sync 3, lead-sync 1, admitted just now", lag)
 	}
 }

@@ -70,6 +70,12 @@ func writeConfig(t *testing.T, yaml string) (path, dir string) {
 // and waits for /healthz.
 func startGateway(t *testing.T, path string, env ...string) *gatewayProc {
 	t.Helper()
+	return startGatewayBin(t, binPath, path, env...)
+}
+
+// startGatewayBin is startGateway with another hookgate binary.
+func startGatewayBin(t *testing.T, bin, path string, env ...string) *gatewayProc {
+	t.Helper()
 	httpPort, busPort := testenv.FreePort(t), testenv.FreePort(t)
 	g := &gatewayProc{
 		URL:    fmt.Sprintf("http://127.0.0.1:%d", httpPort),
@@ -79,12 +85,12 @@ func startGateway(t *testing.T, path string, env ...string) *gatewayProc {
 	env = append(env,
 		fmt.Sprintf("HOOKGATE_SERVER_LISTEN=127.0.0.1:%d", httpPort),
 		fmt.Sprintf("HOOKGATE_BUS_LISTEN=127.0.0.1:%d", busPort))
-	g.Process = testenv.StartProcessEnv(t, env, binPath, "serve", "--config", path)
+	g.Process = testenv.StartProcessEnv(t, env, bin, "serve", "--config", path)
 	// Runs before the process's own cleanup (LIFO): stop it, then read
 	// its whole log for what the race detector wrote.
 	t.Cleanup(func() {
 		g.Stop()
-		checkNoRace(t, filepath.Join(g.Process.Dir(), filepath.Base(binPath)+".log"))
+		checkNoRace(t, filepath.Join(g.Process.Dir(), filepath.Base(bin)+".log"))
 	})
 	if err := waitHealthy(g.URL, 15*time.Second); err != nil {
 		t.Fatalf("gateway not healthy: %v\n%s", err, g.Log())

@@ -151,6 +151,7 @@ func newServer(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *se
 	}
 	js := s.bus.JetStream()
 	portals := map[string]*outbound.Bitrix24{}
+	batchers := map[string]*outbound.Batcher{}
 	for _, p := range cfg.Portals {
 		ref := p.Secret
 		c, err := outbound.NewBitrix24(p, func(ctx context.Context) (hookgate.Secret, error) {
@@ -160,6 +161,9 @@ func newServer(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *se
 			return nil, fmt.Errorf("portal %q: %w", p.ID, err)
 		}
 		portals[p.ID] = c
+		id := p.ID
+		batchers[p.ID] = outbound.NewBatcher(c, p.BatchWait.D(), p.BatchSize,
+			outbound.WithBatchObserver(func(n int) { m.BatchSize(id, n) }))
 		m.BreakerState(p.ID, "closed")
 	}
 	s.queue, err = jobs.New(ctx, js, jobsConfig(cfg), jobs.WithLogger(log),
@@ -182,7 +186,8 @@ func newServer(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *se
 		return nil, err
 	}
 	s.engine, err = routes.New(cfg.Routes, routes.Deps{
-		Queue: s.queue, Portals: portals, Secrets: s.secrets, Disabled: disabled,
+		Queue: s.queue, Portals: portals, Batchers: batchers, Secrets: s.secrets, Disabled: disabled,
+		Observe:  routes.Observer{Coalesced: m.Coalesced, Lag: m.RouteLag},
 		Recorder: rec, Logger: log, Stream: cfg.Bus.Stream, Sync: syncState,
 	})
 	if err != nil {

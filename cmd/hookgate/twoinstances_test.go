@@ -165,7 +165,8 @@ platform/signing: {token: whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw}
 }
 
 // waitJobsDone waits until the jobs stream on the bus at busURL holds no
-// job: each was acknowledged (and removed) by the instance that ran it.
+// job and no lane is left: each job was admitted to its key's lane, run,
+// and removed from it by the instance that ran it.
 func waitJobsDone(t *testing.T, busURL string) {
 	t.Helper()
 	nc, err := nats.Connect(busURL, nats.Timeout(5*time.Second))
@@ -185,6 +186,21 @@ func waitJobsDone(t *testing.T, busURL string) {
 			t.Logf("jobs stream: %v", err)
 			return false
 		}
-		return s.CachedInfo().State.Msgs == 0
+		if s.CachedInfo().State.Msgs != 0 {
+			return false
+		}
+		kv, err := js.KeyValue(ctx, jobs.DefaultLaneBucket)
+		if err != nil {
+			t.Logf("lanes bucket: %v", err)
+			return false
+		}
+		keys, err := kv.ListKeys(ctx)
+		if err != nil {
+			return false
+		}
+		for range keys.Keys() {
+			return false
+		}
+		return true
 	})
 }

@@ -30,13 +30,14 @@ func errMethod() *apiError {
 	return &apiError{status: http.StatusNotFound, code: CodeMethodNotFound, description: "Method not found!"}
 }
 
-// call runs a REST method. Batch may only run at the top level.
-func (s *Server) call(method string, params *object, top bool) callResult {
+// call runs a REST method for the webhook user. Batch may only run at the
+// top level.
+func (s *Server) call(user, method string, params *object, top bool) callResult {
 	if method == "batch" {
 		if !top {
 			return callResult{err: &apiError{status: http.StatusMethodNotAllowed, code: CodeBatchMethod, description: "Method is not allowed for batch usage"}}
 		}
-		return s.batch(params)
+		return s.batch(user, params)
 	}
 	parts := strings.Split(method, ".")
 	if len(parts) != 3 || parts[0] != "crm" {
@@ -358,7 +359,10 @@ func project(item map[string]any, sel []string) map[string]any {
 }
 
 // batch runs cmd (an object or array of "method?query" strings) in order.
-func (s *Server) batch(params *object) callResult {
+// Each command counts towards its own method's operating time (a method
+// over its limit fails inside the batch with OPERATION_TIME_LIMIT and
+// its time block) and has its own result_time.
+func (s *Server) batch(user string, params *object) callResult {
 	raw, ok := params.lookup("cmd", "CMD")
 	var cmds *object
 	isArray := false
@@ -405,8 +409,20 @@ func (s *Server) batch(params *object) callResult {
 			continue
 		}
 		substitute(sub, results, totals, nexts)
-		r := s.call(method, sub, false)
-		times[key] = s.timeBlock(start, "", method, time.Time{})
+		var r callResult
+		if resetAt, over := s.operatingExceeded(user, method, start); over && method != "batch" {
+			r.err = &apiError{status: http.StatusTooManyRequests, code: CodeOperationTimeLimit, description: "Method is blocked due to operation time limit."}
+			times[key] = s.timeBlock(start, user, method, resetAt)
+		} else {
+			r = s.call(user, method, sub, false)
+			if method != "batch" {
+				s.charge(user, method, start)
+			}
+			times[key] = s.timeBlock(start, user, method, time.Time{})
+		}
+		s.mu.Lock()
+		s.nested[method]++
+		s.mu.Unlock()
 		if r.err != nil {
 			errs[key] = map[string]any{"error": r.err.code, "error_description": r.err.description}
 			if isArray {

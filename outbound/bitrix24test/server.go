@@ -141,6 +141,7 @@ type Server struct {
 	received  []Request
 	perMethod map[string]int
 	perCode   map[string]int
+	nested    map[string]int // commands run inside batches, per method
 	crm       map[string]*entity
 	events    *eventSink // sync.go; nil: no CRM events are sent
 }
@@ -162,6 +163,7 @@ func NewServer(opts ...Option) *Server {
 		ops:       map[string][]opCharge{},
 		perMethod: map[string]int{},
 		perCode:   map[string]int{},
+		nested:    map[string]int{},
 		crm: map[string]*entity{
 			"deal":    newEntity("deal"),
 			"contact": newEntity("contact"),
@@ -262,6 +264,7 @@ func (s *Server) ResetCounters() {
 	s.received = nil
 	s.perMethod = map[string]int{}
 	s.perCode = map[string]int{}
+	s.nested = map[string]int{}
 }
 
 // ServeHTTP implements http.Handler.
@@ -370,7 +373,7 @@ func (s *Server) answer(ctx context.Context, start time.Time, req Request, user,
 
 	res, written := s.write(user, method, params) // sync.go: MODIFY_BY_ID, events
 	if !written {
-		res = s.call(method, params, true)
+		res = s.call(user, method, params, true)
 	}
 	s.charge(user, method, start)
 	if afterCommit != nil {

@@ -101,6 +101,9 @@ type Meta struct {
 	Last bool
 	// Timeout overrides the client's timeout for this attempt.
 	Timeout time.Duration
+	// Covers lists the other events a coalesced delivery stands for:
+	// each gets its own copy of the attempt's history row.
+	Covers []string
 }
 
 type ctxKey int
@@ -267,6 +270,11 @@ func (c *Client) Deliver(ctx context.Context, rawURL string, secret hookgate.Sec
 	}
 	if c.rec != nil {
 		c.rec.Record(row)
+		for _, ev := range meta.Covers {
+			cp := row
+			cp.ExchangeID, cp.EventID = hookgate.NewUUID(), ev
+			c.rec.Record(cp)
+		}
 	}
 	endSpan(span, &row)
 	if out != nil {

@@ -110,6 +110,37 @@ type Result struct {
 	TotalAccepted  int64 `json:"total_accepted"`
 	TotalDuplicate int64 `json:"total_duplicate"`
 	TotalErrors    int64 `json:"total_errors"`
+
+	// fsync and fdatasync calls of the server's processes during the whole
+	// run (warm-up included), when counted (-fsyncs): per stored message,
+	// Fsyncs / TotalAccepted
+	Fsyncs        int64 `json:"fsyncs,omitempty"`
+	FsyncsCounted bool  `json:"fsyncs_counted,omitempty"`
+}
+
+// FsyncsPerMsg is the fsyncs per stored message of the run, or -1 when
+// they were not counted or nothing was stored.
+func (r *Result) FsyncsPerMsg() float64 {
+	if !r.FsyncsCounted || r.TotalAccepted == 0 {
+		return -1
+	}
+	return float64(r.Fsyncs) / float64(r.TotalAccepted)
+}
+
+// fsyncNote formats the fsyncs per stored message: "0.064 (1 per 15.6)".
+func fsyncNote(r *Result) string {
+	f := r.FsyncsPerMsg()
+	switch {
+	case f < 0:
+		return ""
+	case r.Fsyncs == 0:
+		return fmt.Sprintf("  fsyncs/msg 0 (0 for %d)", r.TotalAccepted)
+	case f >= 1:
+		return fmt.Sprintf("  fsyncs/msg %.3f", f)
+	case f < 0.01:
+		return fmt.Sprintf("  fsyncs/msg %.2g (1 per %.0f)", f, 1/f)
+	}
+	return fmt.Sprintf("  fsyncs/msg %.3f (1 per %.1f)", f, 1/f)
 }
 
 func readResults(path string) ([]Result, error) {

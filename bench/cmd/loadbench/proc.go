@@ -14,8 +14,21 @@ import (
 const userHZ = 100
 
 // cpuSeconds returns the user+system CPU time of pid (its threads
-// included) from /proc/<pid>/stat. pid "self" is this process.
-func cpuSeconds(pid string) (float64, error) {
+// included) from /proc/<pid>/stat. pid "self" is this process; a
+// comma-separated list sums its processes.
+func cpuSeconds(pids string) (float64, error) {
+	var sum float64
+	for _, pid := range strings.Split(pids, ",") {
+		s, err := cpuSecondsOf(pid)
+		if err != nil {
+			return 0, err
+		}
+		sum += s
+	}
+	return sum, nil
+}
+
+func cpuSecondsOf(pid string) (float64, error) {
 	b, err := os.ReadFile("/proc/" + pid + "/stat")
 	if err != nil {
 		return 0, err
@@ -63,4 +76,56 @@ func memKB(pid, field string) (int64, error) {
 // the process (or root); on failure the peak is the process lifetime's.
 func resetPeakRSS(pid string) error {
 	return os.WriteFile("/proc/"+pid+"/clear_refs", []byte("5"), 0)
+}
+
+// countFsyncs counts the fsync and fdatasync calls recorded in the files
+// of a counter that ran the server, in either of two formats:
+//
+//   - perf stat -e syscalls:sys_enter_fsync,syscalls:sys_enter_fdatasync
+//     -I 100 -x, -o FILE: one CSV line per event and interval, the count
+//     in the second field ("<not counted>" when the process ran no
+//     thread in it): the counts are summed;
+//   - strace -f -e trace=fsync,fdatasync -o FILE: one line per call that
+//     starts it. A call that another thread's line interrupted is printed
+//     as "fsync(5 <unfinished ...>" and later "<... fsync resumed>) = 0":
+//     the first is counted, the second is not.
+//
+// A missing file is an error: the count would silently be short.
+func countFsyncs(files []string) (int64, error) {
+	var n int64
+	for _, name := range files {
+		f, err := os.Open(name)
+		if err != nil {
+			return 0, fmt.Errorf("fsync count: %w", err)
+		}
+		sc := bufio.NewScanner(f)
+		sc.Buffer(make([]byte, 64<<10), 1<<20)
+		for sc.Scan() {
+			n += fsyncsIn(sc.Text())
+		}
+		err = sc.Err()
+		f.Close()
+		if err != nil {
+			return 0, fmt.Errorf("fsync count %s: %w", name, err)
+		}
+	}
+	return n, nil
+}
+
+func fsyncsIn(line string) int64 {
+	if strings.Contains(line, "syscalls:sys_enter_f") {
+		f := strings.Split(line, ",")
+		if len(f) < 4 || (f[3] != "syscalls:sys_enter_fsync" && f[3] != "syscalls:sys_enter_fdatasync") {
+			return 0
+		}
+		c, err := strconv.ParseInt(strings.TrimSpace(f[1]), 10, 64)
+		if err != nil {
+			return 0 // <not counted>
+		}
+		return c
+	}
+	if strings.Contains(line, "fsync(") || strings.Contains(line, "fdatasync(") {
+		return 1
+	}
+	return 0
 }

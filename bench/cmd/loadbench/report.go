@@ -22,7 +22,7 @@ func cmdReport(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	cols := []string{"scenario", "server", "req/s", "accepted/s", "p50 ms", "p99 ms", "p99.9 ms", "CPU s/10k", "peak RSS MB", "gen CPU s/10k", "non-200", "ratio acc/s"}
+	cols := []string{"scenario", "server", "req/s", "accepted/s", "p50 ms", "p99 ms", "p99.9 ms", "CPU s/10k", "peak RSS MB", "gen CPU s/10k", "non-200", "ratio acc/s", "fsyncs/msg"}
 	var rows [][]string
 	last := map[string]*Result{} // scenario -> last base run
 	for i := range rs {
@@ -47,7 +47,7 @@ func cmdReport(args []string, stdout, stderr io.Writer) error {
 			fmt.Sprintf("%.0f", r.RPS), fmt.Sprintf("%.0f", r.AcceptedRPS),
 			fmt.Sprintf("%.2f", r.P50ms), fmt.Sprintf("%.2f", r.P99ms), fmt.Sprintf("%.2f", r.P999ms),
 			cpu, rss, fmt.Sprintf("%.2f", r.GenCPUPer10k),
-			fmt.Sprintf("%d", non200+r.Errors), ratio,
+			fmt.Sprintf("%d", non200+r.Errors), ratio, strings.TrimPrefix(fsyncNote(r), "  fsyncs/msg "),
 		})
 	}
 	if *md {
@@ -84,6 +84,7 @@ func cmdReport(args []string, stdout, stderr io.Writer) error {
 	for _, row := range rows {
 		line(row)
 	}
-	fmt.Fprintln(stdout, "CPU s/10k: server CPU seconds per 10,000 answered requests (+CH: ClickHouse's, same machine); * peak RSS of the process lifetime")
+	fmt.Fprintln(stdout, "CPU s/10k: server CPU seconds per 10,000 answered requests (+CH: ClickHouse's, same machine; r3: the gateway and its three nats-servers); * peak RSS of the process lifetime")
+	fmt.Fprintln(stdout, "fsyncs/msg: fsync+fdatasync calls of the server's processes (perf stat or strace) over the whole run, warm-up included, per 200 accepted (each a stored message)")
 	return nil
 }

@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -26,10 +27,11 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	window := fs.Duration("d", 10*time.Second, "measured window")
 	maxN := fs.Int64("n", 2_000_000, "at most this many requests in the whole run")
 	timeout := fs.Duration("timeout", 10*time.Second, "per-request timeout")
-	pid := fs.String("pid", "", "server process id, for CPU and peak RSS")
+	pid := fs.String("pid", "", "server process id, for CPU and peak RSS; a comma-separated list sums the CPU of all (a gateway and its external bus), the peak RSS is the first's")
 	auxPid := fs.String("aux-pid", "", "another process whose CPU to report (ClickHouse)")
 	out := fs.String("out", "", "append the result as a JSON line to this file")
 	seqStart := fs.Uint64("seq", 0, "first sequence number (0: microseconds since the epoch, so that runs never repeat a delivery)")
+	fsyncFiles := fs.String("fsyncs", "", "comma-separated output files of fsync counters of the server's processes (perf stat -I 100 -x, on syscalls:sys_enter_fsync and sys_enter_fdatasync, or strace -f -e trace=fsync,fdatasync): the calls they record during the whole run, warm-up included, are counted")
 	if err := fs.Parse(args); err != nil {
 		return exitError(2)
 	}
@@ -57,6 +59,16 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		ReadBufferSize:      16 << 10,
 	}
 	defer hc.CloseIdleConnections()
+
+	var files []string
+	if *fsyncFiles != "" {
+		files = strings.Split(*fsyncFiles, ",")
+	}
+	fsync0, ferr := countFsyncs(files)
+	if ferr != nil {
+		return ferr
+	}
+	mainPid, _, _ := strings.Cut(*pid, ",")
 
 	var (
 		seq       atomic.Uint64
@@ -108,7 +120,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	aux0, _ := cpuSeconds(*auxPid)
 	gen0, _ := cpuSeconds("self")
 	rssScope := "scenario"
-	if *pid == "" || resetPeakRSS(*pid) != nil {
+	if *pid == "" || resetPeakRSS(mainPid) != nil {
 		rssScope = "process"
 	}
 	measuring.Store(true)
@@ -121,6 +133,16 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	gen1, _ := cpuSeconds("self")
 	stop.Store(true)
 	<-done // in-flight requests finish (bounded by -timeout)
+	// every answer is in, so are the fsyncs that released the 200s: strace
+	// prints a call before the thread goes on, perf stat within its
+	// interval (-I 100): wait for that
+	if files != nil {
+		time.Sleep(fsyncSettle)
+	}
+	fsync1, ferr := countFsyncs(files)
+	if ferr != nil {
+		return ferr
+	}
 
 	r := &Result{Label: *label, Scenario: sc.name, Started: begin.UTC(), Conns: *conns, WindowS: elapsed, Status: map[string]int{}}
 	var lats []time.Duration
@@ -156,7 +178,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	if *pid != "" && cerr == nil {
 		r.ServerCPUPer10k = per10k(cpu1 - cpu0)
-		if kb, err := memKB(*pid, "VmHWM"); err == nil {
+		if kb, err := memKB(mainPid, "VmHWM"); err == nil {
 			r.PeakRSSMB = float64(kb) / 1024
 		}
 		r.PeakRSSScope = rssScope
@@ -165,8 +187,12 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		r.AuxCPUPer10k = per10k(aux1 - aux0)
 	}
 	r.GenCPUPer10k = per10k(gen1 - gen0)
-	fmt.Fprintf(stdout, "%-10s %-19s %8.0f req/s %8.0f accepted/s  p50 %6.2f ms  p99 %6.2f ms  p99.9 %6.2f ms  cpu %.2f s/10k  peak RSS %.0f MB  status %v  errors %d\n",
-		r.Label, r.Scenario, r.RPS, r.AcceptedRPS, r.P50ms, r.P99ms, r.P999ms, r.ServerCPUPer10k, r.PeakRSSMB, r.Status, r.Errors)
+	if files != nil {
+		r.Fsyncs = fsync1 - fsync0
+		r.FsyncsCounted = true
+	}
+	fmt.Fprintf(stdout, "%-10s %-19s %8.0f req/s %8.0f accepted/s  p50 %6.2f ms  p99 %6.2f ms  p99.9 %6.2f ms  cpu %.2f s/10k  peak RSS %.0f MB  status %v  errors %d%s\n",
+		r.Label, r.Scenario, r.RPS, r.AcceptedRPS, r.P50ms, r.P99ms, r.P999ms, r.ServerCPUPer10k, r.PeakRSSMB, r.Status, r.Errors, fsyncNote(r))
 	if *out != "" {
 		if err := appendResult(*out, r); err != nil {
 			return err
@@ -174,6 +200,10 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	return nil
 }
+
+// fsyncSettle is how long the run waits after its last answer before it
+// reads the fsync counts: more than perf stat's print interval (-I 100).
+const fsyncSettle = 300 * time.Millisecond
 
 // worker is one connection's closed loop and what it saw.
 type worker struct {
