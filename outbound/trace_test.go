@@ -3,8 +3,11 @@ package outbound
 import (
 	"context"
 	"log/slog"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/hookgate/hookgate/config"
 	"github.com/hookgate/hookgate/internal/testenv"
@@ -107,4 +110,80 @@ func fmtSpan(s testenv.Span) string {
 		}
 	}
 	return b.String()
+}
+
+// TestBatcherSpans: calls of three traces gathered into one batch request
+// make one "bitrix24 batch" span, in the first caller's trace, linked to
+// the other two callers' spans; each command's history row carries its
+// own caller's trace id.
+func TestBatcherSpans(t *testing.T) {
+	rec := testenv.NewOTLPReceiver(t)
+	shutdown, err := telemetry.Setup(context.Background(), telemetry.Settings{On: true, Endpoint: rec.URL, Protocol: telemetry.ProtocolHTTP, ServiceName: "outbound-test"},
+		"test", slog.New(slog.DiscardHandler), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = shutdown(context.Background()) })
+	sim := bitrix24test.NewServer(bitrix24test.WithRate(0, 0))
+	sim.SeedDeals(3)
+	rows := &recorder{}
+	c := setup(t, sim, config.Portal{}, WithRecorder(rows))
+	bt := NewBatcher(c, 5*time.Second, 3) // the third call fills it: sent at once
+	var wg sync.WaitGroup
+	traces := make([]string, 3)
+	spans := make([]string, 3)
+	for i := range 3 {
+		ctx, span := telemetry.Start(context.Background(), "job route")
+		traces[i], spans[i] = span.SpanContext().TraceID().String(), span.SpanContext().SpanID().String()
+		ctx = WithEventID(ctx, "ev-"+strconv.Itoa(i+1))
+		wg.Go(func() {
+			defer span.End()
+			if _, err := bt.Call(ctx, "crm.deal.get", map[string]any{"id": i + 1}); err != nil {
+				t.Errorf("call %d: %v", i+1, err)
+			}
+		})
+	}
+	wg.Wait()
+	if err := shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if n := sim.Requests("batch"); n != 1 {
+		t.Fatalf("batch requests = %d; want 1", n)
+	}
+	var batch []testenv.Span
+	for _, s := range rec.Spans() {
+		if s.Name == "bitrix24 batch" {
+			batch = append(batch, s)
+		}
+	}
+	if len(batch) != 1 {
+		t.Fatalf("%d batch spans; want 1", len(batch))
+	}
+	b := batch[0]
+	linked := map[string]bool{}
+	for _, l := range b.Links {
+		if l.Attrs["hookgate.link"] == "batched call" {
+			linked[l.TraceID+"/"+l.SpanID] = true
+		}
+	}
+	own := -1
+	for i := range 3 {
+		if b.TraceID == traces[i] && b.ParentSpanID == spans[i] {
+			own = i
+		} else if !linked[traces[i]+"/"+spans[i]] {
+			t.Errorf("batch span does not link caller %d (%s/%s): links %+v", i+1, traces[i], spans[i], b.Links)
+		}
+	}
+	if own < 0 || len(linked) != 2 {
+		t.Errorf("batch span in trace %s under %s, %d links; want the first caller's trace and 2 links", b.TraceID, b.ParentSpanID, len(linked))
+	}
+	for _, x := range rows.all() {
+		if x.EventID == "" {
+			continue // the batch request's own row
+		}
+		i, _ := strconv.Atoi(strings.TrimPrefix(x.EventID, "ev-"))
+		if x.TraceID != traces[i-1] {
+			t.Errorf("command row of %s: trace_id %q; want its caller's %s", x.EventID, x.TraceID, traces[i-1])
+		}
+	}
 }
