@@ -27,7 +27,6 @@ import (
 	"github.com/gofiber/fiber/v2"
 	"github.com/gofiber/fiber/v2/middleware/filesystem"
 	"github.com/prometheus/client_golang/prometheus"
-	"golang.org/x/time/rate"
 
 	"github.com/hookgate/hookgate"
 	"github.com/hookgate/hookgate/admin"
@@ -130,7 +129,7 @@ type Console struct {
 	sessions *sessions
 	hub      *hub
 	pages    map[string]*template.Template
-	logins   *rate.Limiter
+	logins   *loginLimiter
 	log      *slog.Logger
 }
 
@@ -160,9 +159,7 @@ func New(c Config) (*Console, error) {
 		sessions: newSessions(c.SessionTTL, c.Now),
 		hub:      newHub(c.Secrets.Redact),
 		pages:    pages,
-		// a few tries a second for everyone together: guessing the token
-		// is slow, a person mistyping it is not held up
-		logins: rate.NewLimiter(2, 10),
+		logins: newLoginLimiter(loginPerAddr, loginPerAddrBurst, loginAll, loginAllBurst),
 		log:    c.Logger,
 	}, nil
 }
@@ -330,7 +327,7 @@ func (c *Console) login(ctx *fiber.Ctx) error {
 	if !c.sameOrigin(ctx) {
 		return again(fiber.StatusForbidden, "Refused: the login form was posted from another site.")
 	}
-	if !c.logins.Allow() {
+	if !c.logins.Allow(ctx.IP()) {
 		ctx.Set(fiber.HeaderRetryAfter, "1")
 		return again(fiber.StatusTooManyRequests, "Too many login attempts; wait a moment and try again.")
 	}

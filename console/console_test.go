@@ -216,7 +216,7 @@ func newHarness(t testing.TB) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	con.logins = rate.NewLimiter(rate.Inf, 1) // TestLoginLimit checks the real one
+	con.logins = newLoginLimiter(rate.Inf, 1, rate.Inf, 1) // TestLoginLimit checks the real one
 	h.con = con
 	h.app = fiber.New(fiber.Config{DisableStartupMessage: true})
 	con.Mount(h.app)
@@ -409,7 +409,7 @@ func TestLogin(t *testing.T) {
 // TestLoginLimit: guessing the token is held to a few tries a second.
 func TestLoginLimit(t *testing.T) {
 	h := newHarness(t)
-	h.con.logins = rate.NewLimiter(2, 10)
+	h.con.logins = newLoginLimiter(loginPerAddr, loginPerAddrBurst, loginAll, loginAllBurst)
 	limited := 0
 	for i := 0; i < 20; i++ {
 		resp, _ := h.do(t, "POST", "/console/login", url.Values{"token": {fmt.Sprintf("guess-%d", i)}}, nil)
