@@ -38,6 +38,8 @@ trap cleanup EXIT INT TERM
 # Debian's chromium, the browser of the console test (docs/console.md) -------
 missing=()
 for tool in curl openssl xxd chromium; do command -v "$tool" >/dev/null || missing+=("$tool"); done
+# Node.js and npm run the independent implementations and the browser driver
+command -v npm >/dev/null || missing+=(nodejs npm)
 if [ ${#missing[@]} -gt 0 ]; then
   log "installing ${missing[*]} from Debian"
   sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
