@@ -159,8 +159,8 @@ func New(c Config) (*Console, error) {
 		sessions: newSessions(c.SessionTTL, c.Now),
 		hub:      newHub(c.Secrets.Redact),
 		pages:    pages,
-		logins: newLoginLimiter(loginPerAddr, loginPerAddrBurst, loginAll, loginAllBurst),
-		log:    c.Logger,
+		logins:   newLoginLimiter(loginPerAddr, loginPerAddrBurst, loginAll, loginAllBurst),
+		log:      c.Logger,
 	}, nil
 }
 
