@@ -402,12 +402,7 @@ func TestSyncGaps(t *testing.T) {
 // never came reaches the platform once.
 func TestSyncReconcileTwoInstances(t *testing.T) {
 	t.Parallel()
-	bin := testenv.Require(t, testenv.EnvNATSBin, "nats-server")
-	port := testenv.FreePort(t)
-	testenv.StartProcess(t, bin, "-js", "-sd", t.TempDir(), "-a", "127.0.0.1", "-p", strconv.Itoa(port))
-	if err := testenv.WaitTCP(fmt.Sprintf("127.0.0.1:%d", port), 10*time.Second); err != nil {
-		t.Fatal(err)
-	}
+	busURL := testenv.NATSServer(t)
 	sim := bitrix24test.NewServer(bitrix24test.WithRate(0, 0)) // no event handler: every event is missed
 	sim.SeedDeals(5)
 	simSrv := sim.Start()
@@ -420,7 +415,7 @@ func TestSyncReconcileTwoInstances(t *testing.T) {
 		path, dir := writeConfig(t, fmt.Sprintf(`
 data_dir: {{data}}
 secrets: {backend: file, file: {{dir}}/secrets.yaml}
-bus: {url: "nats://127.0.0.1:%d"}
+bus: {url: "%s"}
 retry: {schedule: [300ms, 600ms]}
 sources:
   - {id: b24, provider: bitrix24, secret: b24/token}
@@ -433,7 +428,7 @@ routes:
     deliver: {url: "%s/hooks/deals", secret: platform/signing}
 reconcile:
   - {portal: main, entity: deal, every: %s, settle: 500ms}
-`, port, simSrv.URL, platSrv.URL, every))
+`, busURL, simSrv.URL, platSrv.URL, every))
 		secrets := fmt.Sprintf("b24/token: {token: %s}\nb24/portal: {token: %s}\nplatform/signing: {token: %s}\n",
 			syncAppToken, bitrix24test.DefaultSecret, syncSigning)
 		if err := os.WriteFile(filepath.Join(dir, "secrets.yaml"), []byte(secrets), 0o600); err != nil {

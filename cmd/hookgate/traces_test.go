@@ -28,14 +28,9 @@ import (
 // event and in the platform's traceparent, and no secret anywhere in what
 // was exported.
 func TestTracesEndToEnd(t *testing.T) {
-	natsBin := testenv.Require(t, testenv.EnvNATSBin, "nats-server")
 	chAddr := testenv.ClickHouse(t)
 	db := testenv.ClickHouseDatabase(t, chAddr)
-	port := testenv.FreePort(t)
-	testenv.StartProcess(t, natsBin, "-js", "-sd", t.TempDir(), "-a", "127.0.0.1", "-p", strconv.Itoa(port))
-	if err := testenv.WaitTCP(fmt.Sprintf("127.0.0.1:%d", port), 10*time.Second); err != nil {
-		t.Fatal(err)
-	}
+	busURL := testenv.NATSServer(t)
 	rec := testenv.NewOTLPReceiver(t)
 
 	const (
@@ -68,14 +63,14 @@ func TestTracesEndToEnd(t *testing.T) {
 	common := fmt.Sprintf(`
 data_dir: {{data}}
 secrets: {backend: file, file: {{dir}}/secrets.yaml}
-bus: {url: "nats://127.0.0.1:%d"}
+bus: {url: "%s"}
 history:
   clickhouse: {addr: ["%s"], database: %s}
   flush_interval: 200ms
 retry: {schedule: [300ms, 600ms], workers: 2}
 sources:
   - {id: b24, provider: bitrix24, secret: b24/token}
-`, port, chAddr, db)
+`, busURL, chAddr, db)
 	secretsYAML := fmt.Sprintf("b24/token: {token: %s}\nportal/secret: {token: %s}\nplatform/signing: {token: %s}\n", appToken, portalSecret, signing)
 	start := func(name, extra string, env ...string) *gatewayProc {
 		path, dir := writeConfig(t, common+extra)

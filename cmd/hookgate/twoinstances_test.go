@@ -25,14 +25,9 @@ import (
 // served by B within 1 s, and route jobs are each executed exactly once
 // across the pair.
 func TestTwoInstances(t *testing.T) {
-	bin := testenv.Require(t, testenv.EnvNATSBin, "nats-server")
 	chAddr := testenv.ClickHouse(t)
 	db := testenv.ClickHouseDatabase(t, chAddr)
-	port := testenv.FreePort(t)
-	testenv.StartProcess(t, bin, "-js", "-sd", t.TempDir(), "-a", "127.0.0.1", "-p", strconv.Itoa(port))
-	if err := testenv.WaitTCP(fmt.Sprintf("127.0.0.1:%d", port), 10*time.Second); err != nil {
-		t.Fatal(err)
-	}
+	busURL := testenv.NATSServer(t)
 	var mu sync.Mutex
 	seen := map[string]int{}
 	plat := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -48,7 +43,7 @@ func TestTwoInstances(t *testing.T) {
 		path, dir := writeConfig(t, fmt.Sprintf(`
 data_dir: {{data}}
 secrets: {backend: file, file: {{dir}}/secrets.yaml}
-bus: {url: "nats://127.0.0.1:%d"}
+bus: {url: "%s"}
 history:
   clickhouse: {addr: ["%s"], database: %s}
   flush_interval: 200ms
@@ -60,7 +55,7 @@ routes:
   - name: fanout
     on: {source: "*", event: "*"}
     deliver: {url: "%s/in", secret: platform/signing}
-`, port, chAddr, db, plat.URL))
+`, busURL, chAddr, db, plat.URL))
 		if err := os.WriteFile(filepath.Join(dir, "secrets.yaml"), []byte(`
 admin/token: {token: `+adminTok+`}
 b24/token: {token: two-b24-token-4f7g}
@@ -147,7 +142,7 @@ platform/signing: {token: whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw}
 	// left to redeliver), then stop both gateways (a graceful stop waits
 	// for running jobs). After that nothing can reach the platform, and
 	// a second execution has shown up if there was one.
-	waitJobsDone(t, fmt.Sprintf("nats://127.0.0.1:%d", port))
+	waitJobsDone(t, busURL)
 	a.Stop()
 	b.Stop()
 	mu.Lock()

@@ -13,6 +13,7 @@ import (
 	"context"
 	stdhmac "crypto/hmac"
 	"crypto/sha256"
+	"crypto/subtle"
 	"encoding/base64"
 	"errors"
 	"strconv"
@@ -177,6 +178,24 @@ func Sign(secret hookgate.Secret, id string, ts time.Time, payload []byte) (stri
 	mac.Write([]byte(id + "." + Timestamp(ts) + ".")) // signedContent, without copying payload
 	mac.Write(payload)
 	return "v1," + base64.StdEncoding.EncodeToString(mac.Sum(nil)), nil
+}
+
+// SignatureMatches reports whether one of the space-separated values of a
+// webhook-signature header (sigs) is Sign's value for id, ts and payload,
+// compared in constant time; an undecodable secret matches nothing. The
+// timestamp's tolerance is the caller's: the platform stand-ins of the
+// tools and tests (cmd/receiver, routebench) check deliveries with it.
+func SignatureMatches(secret hookgate.Secret, id string, ts time.Time, payload []byte, sigs string) bool {
+	want, err := Sign(secret, id, ts, payload)
+	if err != nil {
+		return false
+	}
+	for _, got := range strings.Fields(sigs) {
+		if subtle.ConstantTimeCompare([]byte(got), []byte(want)) == 1 {
+			return true
+		}
+	}
+	return false
 }
 
 // Timestamp is the webhook-timestamp header value of t: Unix seconds.

@@ -2,6 +2,7 @@ package standard_test
 
 import (
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"strconv"
@@ -259,4 +260,38 @@ func TestConformance(t *testing.T) {
 func FuzzParse(f *testing.F) {
 	seed := fixtureRequest(providertest.Args{Secret: "fuzz-secret", Now: providertest.Epoch, Delivery: 1})
 	providertest.Fuzz(f, standard.Constructor, config.Source{Provider: "standard"}, "fuzz-secret", vectorRequest(), seed)
+}
+
+func TestSignatureMatches(t *testing.T) {
+	secret := hookgate.Secret("whsec_" + base64.StdEncoding.EncodeToString([]byte("0123456789abcdef0123456789abcdef")))
+	other := hookgate.Secret("whsec_" + base64.StdEncoding.EncodeToString([]byte("fedcba9876543210fedcba9876543210")))
+	ts := time.Unix(1_700_000_000, 0)
+	body := []byte(`{"a":1}`)
+	sig, err := standard.Sign(secret, "msg_1", ts, body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wrong, _ := standard.Sign(other, "msg_1", ts, body)
+	for _, tc := range []struct {
+		name   string
+		secret hookgate.Secret
+		id     string
+		ts     time.Time
+		body   []byte
+		sigs   string
+		want   bool
+	}{
+		{"its signature", secret, "msg_1", ts, body, sig, true},
+		{"among others", secret, "msg_1", ts, body, wrong + " " + sig, true},
+		{"another secret's", secret, "msg_1", ts, body, wrong, false},
+		{"another id", secret, "msg_2", ts, body, sig, false},
+		{"another second", secret, "msg_1", ts.Add(time.Second), body, sig, false},
+		{"another body", secret, "msg_1", ts, []byte(`{"a":2}`), sig, false},
+		{"no header", secret, "msg_1", ts, body, "", false},
+		{"undecodable secret", hookgate.Secret("whsec_!!"), "msg_1", ts, body, sig, false},
+	} {
+		if got := standard.SignatureMatches(tc.secret, tc.id, tc.ts, tc.body, tc.sigs); got != tc.want {
+			t.Errorf("%s: %v, want %v", tc.name, got, tc.want)
+		}
+	}
 }
